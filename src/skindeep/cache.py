@@ -1,0 +1,61 @@
+"""Content-hash cache directory and atomic writes, so reruns reuse results and kills corrupt nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def cache_root() -> Path:
+    """Where cached artifacts live: $SKINDEEP_CACHE, else ~/.cache/skindeep."""
+    env = os.environ.get("SKINDEEP_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "skindeep"
+
+
+def content_hash(obj: Any, length: int = 16) -> str:
+    """Stable hash of a JSON-serialisable object (keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write an object as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it is renamed to `final` in one step.
+
+    A killed run leaves only a hidden temporary folder, never a half-written `final`.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,43 @@
+"""The `skindeep` command: one small module per command group, errors printed without tracebacks."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from skindeep.cli._common import console
+from skindeep.cli.organisms import app as organisms_app
+from skindeep.errors import SkindeepError
+
+app = typer.Typer(
+    name="skindeep",
+    help="How deep is a model's safety alignment? Refusal geometry, ablation and retention.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(organisms_app, name="organisms")
+
+
+def main() -> None:
+    """Entry point: run the app; expected failures become one red line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except SkindeepError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: finished results are kept, rerun to resume[/]")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

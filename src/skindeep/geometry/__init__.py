@@ -1,0 +1,94 @@
+"""Pure numerical geometry of refusal: directions, GFS, subspaces, layer statistics, effective rank.
+
+Inputs are numpy arrays (samples as rows: [n, d] or [n, L, d]; modification matrices as
+[d, n] columns), outputs are frozen dataclasses of float64 arrays. Nothing here knows about
+models or files. Subspace bases are [d, k] with orthonormal columns.
+"""
+
+from skindeep.geometry.directions import (
+    CPCA_ALPHAS,
+    AlphaSelection,
+    CPCAResult,
+    PCAResult,
+    abs_cosine,
+    arditi_direction,
+    cohens_d,
+    cpca_subspace,
+    pca_direction,
+    pca_subspace,
+    select_cpca_alpha,
+)
+from skindeep.geometry.gfs import GFSResult, geometric_fragility, layer_weights
+from skindeep.geometry.rank import (
+    ModificationVariants,
+    RankProfile,
+    RankResult,
+    SpectralGapResult,
+    direction_recovery,
+    effective_rank,
+    effective_rank_by_layer,
+    modification_variants,
+    spectral_gap_bound,
+)
+from skindeep.geometry.stats import (
+    BHResult,
+    LayerStatistics,
+    MMDResult,
+    PermanovaResult,
+    benjamini_hochberg,
+    layer_statistics,
+    mmd2_unbiased,
+    mmd_test,
+    permanova,
+    probe_accuracy,
+)
+from skindeep.geometry.subspace import (
+    SafetySubspace,
+    Subspace,
+    energy_rank,
+    linear_cka,
+    principal_angles,
+    safety_subspace,
+)
+
+__all__ = [
+    "CPCA_ALPHAS",
+    "AlphaSelection",
+    "BHResult",
+    "CPCAResult",
+    "GFSResult",
+    "LayerStatistics",
+    "MMDResult",
+    "ModificationVariants",
+    "PCAResult",
+    "PermanovaResult",
+    "RankProfile",
+    "RankResult",
+    "SafetySubspace",
+    "SpectralGapResult",
+    "Subspace",
+    "abs_cosine",
+    "arditi_direction",
+    "benjamini_hochberg",
+    "cohens_d",
+    "cpca_subspace",
+    "direction_recovery",
+    "effective_rank",
+    "effective_rank_by_layer",
+    "energy_rank",
+    "geometric_fragility",
+    "layer_statistics",
+    "layer_weights",
+    "linear_cka",
+    "mmd2_unbiased",
+    "mmd_test",
+    "modification_variants",
+    "pca_direction",
+    "pca_subspace",
+    "permanova",
+    "principal_angles",
+    "probe_accuracy",
+    "safety_subspace",
+    "select_cpca_alpha",
+    "spectral_gap_bound",
+]

@@ -1,0 +1,130 @@
+"""The Geometric Fragility Score of Skin-Deep: GFS = sum_l w_l * d_l * (1 - c_l), both variants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from skindeep.geometry._checks import (
+    FloatArray,
+    as_finite_array,
+    check_binary_labels,
+    check_same_shape,
+)
+from skindeep.geometry.directions import (
+    abs_cosine,
+    arditi_direction,
+    cohens_d,
+    cpca_subspace,
+    pca_direction,
+)
+
+Variant = Literal["code", "paper"]
+VARIANTS: tuple[str, ...] = ("code", "paper")
+
+
+@dataclass(frozen=True)
+class GFSResult:
+    """Per-layer profiles and the scalar GFS for one aligned/base pair."""
+
+    gfs: float
+    """Sum over layers of `contribution`; higher means more fragile."""
+    d: FloatArray
+    """[L] |Cohen's d| (harmful vs harmless) of the projection onto v_l."""
+    c: FloatArray
+    """[L] |cos(v_l, a_l)|, alignment of the difference direction with the refusal direction."""
+    w: FloatArray
+    """[L] layer weights, summing to 1."""
+    contribution: FloatArray
+    """[L] w * d * (1 - c)."""
+    directions: FloatArray
+    """[L, d] unit difference directions v_l (PC1 of D_l, or the top cPCA eigenvector)."""
+    arditi: FloatArray
+    """[L, d] unit Arditi directions a_l of the aligned model."""
+    peak_layer: int
+    """argmax_l d_l (0-based index into the given layers)."""
+    variant: str
+    """'code' (released-code PCA) or 'paper' (contrastive PCA)."""
+    alpha: float | None
+    """The cPCA alpha for the paper variant, None for the code variant."""
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers L."""
+        return int(self.d.shape[0])
+
+
+def layer_weights(n_layers: int, variant: Variant = "code") -> FloatArray:
+    """GFS layer weights summing to 1: code linspace(0.5, 1.5, L), paper proportional to l/L."""
+    if int(n_layers) != n_layers or n_layers < 1:
+        raise ValueError(f"n_layers must be a positive integer, got {n_layers}")
+    n_layers = int(n_layers)
+    if variant == "code":
+        raw = np.linspace(0.5, 1.5, n_layers)
+    elif variant == "paper":
+        raw = np.arange(1, n_layers + 1, dtype=np.float64) / n_layers
+    else:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return raw / raw.sum()
+
+
+def geometric_fragility(
+    h_aligned: ArrayLike,
+    h_base: ArrayLike,
+    is_harmful: ArrayLike,
+    variant: Variant = "code",
+    alpha: float = 100.0,
+) -> GFSResult:
+    """GFS of an aligned/base pair from paired hidden states h_* [n, L, d] at the same prompts.
+
+    Code variant: v_l = PC1 of D_l = H_aligned,l - H_base,l (all prompts, centered) and d_l from
+    projecting D_l. Paper variant: v_l = top eigenvector of cov(H_aligned,l) - alpha *
+    cov(H_base,l) and d_l from projecting H_aligned,l. In both, c_l = |cos(v_l, a_l)| with a_l the
+    Arditi direction of the aligned model.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    aligned = as_finite_array(h_aligned, "h_aligned", 3)
+    base = as_finite_array(h_base, "h_base", 3)
+    check_same_shape(aligned, base, "h_aligned", "h_base")
+    n, n_layers, _ = aligned.shape
+    harmful = check_binary_labels(is_harmful, n)
+    if variant == "paper" and (not np.isfinite(alpha) or alpha < 0):
+        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+
+    directions = np.empty((n_layers, aligned.shape[2]))
+    arditi = np.empty_like(directions)
+    d = np.empty(n_layers)
+    c = np.empty(n_layers)
+    for layer in range(n_layers):  # one layer in float64 at a time
+        a_l = np.asarray(aligned[:, layer, :], dtype=np.float64)
+        b_l = np.asarray(base[:, layer, :], dtype=np.float64)
+        arditi[layer] = arditi_direction(a_l[harmful], a_l[~harmful])
+        if variant == "code":
+            diff = a_l - b_l
+            v = pca_direction(diff)
+            proj = diff @ v
+        else:
+            v = cpca_subspace(a_l, b_l, alpha, k=1).basis[:, 0]
+            proj = a_l @ v
+        directions[layer] = v
+        d[layer] = abs(cohens_d(proj[harmful], proj[~harmful]))
+        c[layer] = abs_cosine(v, arditi[layer])
+
+    w = layer_weights(n_layers, variant)
+    contribution = w * d * (1.0 - c)
+    return GFSResult(
+        gfs=float(contribution.sum()),
+        d=d,
+        c=c,
+        w=w,
+        contribution=contribution,
+        directions=directions,
+        arditi=arditi,
+        peak_layer=int(np.argmax(d)),
+        variant=variant,
+        alpha=float(alpha) if variant == "paper" else None,
+    )

@@ -1,0 +1,277 @@
+"""Load a causal LM from a hub id, a checkpoint folder or a .gguf file, with a content fingerprint.
+
+Every failure a user can fix (missing path, no config.json, unknown hub id while offline, GGUF
+without the `gguf` package) becomes a `ModelLoadError` that says what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from skindeep.cache import content_hash
+from skindeep.errors import ModelLoadError
+from skindeep.models.adapter import ModelAdapter
+
+DTYPES: dict[str, torch.dtype | str] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "auto": "auto",
+}
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_BLOB_NAME = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_EXPECTED = (
+    "expected a Hugging Face hub id (org/name), a checkpoint folder with config.json and "
+    "weights, or a .gguf file"
+)
+_digest_memo: dict[tuple[str, int, int], str] = {}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for analysis: eval mode, a tokenizer with a pad token, its adapter, and a
+    fingerprint of the weights on disk (dtype and device are not part of it)."""
+
+    model: Any
+    tokenizer: Any
+    adapter: ModelAdapter
+    source: str
+    fingerprint: str
+    gguf_file: str | None = None
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    location: str  # what from_pretrained gets: a folder or a hub id
+    gguf_file: str | None
+    folder: Path  # local files to fingerprint (a hub-cache snapshot for hub ids)
+    local_files_only: bool = False
+
+
+def _gguf_available() -> bool:
+    """Whether the `gguf` package (needed by transformers to read .gguf files) is installed."""
+    return importlib.util.find_spec("gguf") is not None
+
+
+def _hub_offline() -> bool:
+    """HF_HUB_OFFLINE, read now (huggingface_hub reads it once at import)."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the hub endpoint, so that no network fails fast instead of retrying."""
+    from huggingface_hub import constants
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # cannot probe through a proxy; let the hub client report
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file; hub-cache blobs are named by their hash, so those are not read."""
+    target = path.resolve()
+    if path.is_symlink() and _BLOB_NAME.match(target.name):
+        return target.name
+    stat = target.stat()
+    key = (str(target), stat.st_size, stat.st_mtime_ns)
+    if key not in _digest_memo:
+        sha = hashlib.sha256()
+        with target.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 23), b""):
+                sha.update(chunk)
+        _digest_memo[key] = sha.hexdigest()
+    return _digest_memo[key]
+
+
+def fingerprint_checkpoint(folder: Path, gguf_file: str | None = None) -> str:
+    """Content hash of a checkpoint: config.json plus weight files, or the one .gguf file.
+
+    Independent of the folder's location, so copies share cache entries.
+    """
+    folder = Path(folder)
+    if gguf_file:
+        files = [folder / gguf_file]
+    else:
+        weights = {p for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern)}
+        files = [folder / "config.json", *sorted(weights)]
+    return content_hash({p.name: _file_digest(p) for p in files if p.is_file()})
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        source.startswith(("/", "./", "../", "~", "\\"))
+        or source.endswith(".gguf")
+        or not _HUB_ID.match(source)
+    )
+
+
+def _resolve_local(path: Path, gguf_file: str | None) -> _Resolved:
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelLoadError(f"{path} is a file but not a .gguf file; {_EXPECTED}")
+        if gguf_file and gguf_file != path.name:
+            raise ModelLoadError(f"gguf_file={gguf_file!r} contradicts the .gguf path {path}")
+        return _Resolved(str(path.parent), path.name, path.parent)
+    ggufs = sorted(p.name for p in path.glob("*.gguf"))
+    if gguf_file:
+        if not (path / gguf_file).is_file():
+            found = f"; .gguf files there: {', '.join(ggufs)}" if ggufs else ""
+            raise ModelLoadError(f"GGUF file {gguf_file!r} not found in {path}{found}")
+        return _Resolved(str(path), gguf_file, path)
+    if not (path / "config.json").is_file():
+        hint = f" (it has .gguf files: pass gguf_file= one of {', '.join(ggufs)})" if ggufs else ""
+        raise ModelLoadError(f"{path} has no config.json{hint}; {_EXPECTED}")
+    return _Resolved(str(path), None, path)
+
+
+def _resolve_hub(repo_id: str, gguf_file: str | None) -> _Resolved:
+    """Use the local hub cache when offline or unreachable; otherwise check the id exists first."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    filename = gguf_file or "config.json"
+    cached = try_to_load_from_cache(repo_id, filename)
+    snapshot = Path(cached).parent if isinstance(cached, str) else None
+    offline = _hub_offline() or not _hub_reachable()
+    if offline:
+        if snapshot is None:
+            raise ModelLoadError(
+                f"{repo_id!r} is not a local path and not in the Hugging Face cache, and the hub "
+                f"is {'disabled (HF_HUB_OFFLINE)' if _hub_offline() else 'unreachable'}; "
+                f"{_EXPECTED}, or download it first"
+            )
+        return _Resolved(repo_id, gguf_file, snapshot, local_files_only=True)
+    try:
+        snapshot = Path(hf_hub_download(repo_id, filename)).parent
+    except RepositoryNotFoundError as exc:
+        raise ModelLoadError(
+            f"no model {repo_id!r} on the hub (or it is private); {_EXPECTED}"
+        ) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelLoadError(
+            f"could not fetch {filename} of {repo_id!r} from the hub: {exc}"
+        ) from exc
+    return _Resolved(repo_id, gguf_file, snapshot)
+
+
+def _resolve_source(source: str | Path, gguf_file: str | None = None) -> _Resolved:
+    """Decide whether `source` is a local folder, a .gguf file or a hub id, and check it exists."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return _resolve_local(path, gguf_file)
+    text = str(source)
+    if isinstance(source, Path) or _looks_like_path(text):
+        raise ModelLoadError(f"path {text} does not exist; {_EXPECTED}")
+    return _resolve_hub(text, gguf_file)
+
+
+def _torch_dtype(dtype: str) -> torch.dtype | str:
+    try:
+        return DTYPES[dtype]
+    except KeyError:
+        raise ModelLoadError(
+            f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}"
+        ) from None
+
+
+def _check_device(device: str) -> None:
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"unknown device {device!r}; expected cpu, cuda, cuda:N or mps"
+        ) from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but CUDA is not available here")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r} asked for, but MPS is not available here")
+
+
+def load_model(
+    source: str | Path,
+    *,
+    gguf_file: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    device_map: str | None = None,
+    trust_remote_code: bool = False,
+) -> LoadedModel:
+    """Load model + tokenizer in eval mode, with the adapter and a weights fingerprint.
+
+    If the tokenizer has no pad token, it is set to the EOS token (and the model's generation
+    config follows), so that batches can be padded; padding side is left as the tokenizer has it.
+    `device_map` (e.g. "auto") is passed to transformers and then `device` is ignored.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = _torch_dtype(dtype)
+    if device_map is None:
+        _check_device(device)
+    resolved = _resolve_source(source, gguf_file)
+    if resolved.gguf_file and not _gguf_available():
+        raise ModelLoadError(
+            "reading a .gguf file needs the `gguf` package: pip install gguf (or skindeep[gguf])"
+        )
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if resolved.gguf_file:
+        kwargs["gguf_file"] = resolved.gguf_file
+    if resolved.local_files_only:
+        kwargs["local_files_only"] = True
+    model_kwargs = dict(kwargs, dtype=torch_dtype)
+    if device_map is not None:
+        model_kwargs["device_map"] = device_map
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved.location, **model_kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        raise ModelLoadError(f"could not load a causal LM from {source}: {exc}") from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        raise ModelLoadError(
+            f"could not load the tokenizer of {source}: {exc}; expected tokenizer files next to "
+            "the weights"
+        ) from exc
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    _ensure_pad_token(model, tokenizer)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        adapter=ModelAdapter(model, tokenizer),
+        source=str(source),
+        fingerprint=fingerprint_checkpoint(resolved.folder, resolved.gguf_file),
+        gguf_file=resolved.gguf_file,
+    )
+
+
+def _ensure_pad_token(model: Any, tokenizer: Any) -> None:
+    """Pad with EOS when the tokenizer defines no pad token (the usual choice for causal LMs)."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and generation.pad_token_id is None:
+        generation.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,227 @@
+"""Alignment recipes: turn a base causal LM into an aligned one, at a chosen depth.
+
+Six recipes (SFT on refusals, DPO, ORPO, RL against a reward model, RL against an AI judge,
+class-conditioned SFT in the C-RLFT style) share one config. `scope` sets how deep alignment
+goes: all weights, only the last N blocks with the final norm and LM head, or LoRA adapters
+(merged afterwards). Shallow scopes give fragile alignment, full fine-tuning robust alignment
+(SPEC 6). Any Hugging Face causal LM with a chat template works.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Literal
+
+import torch
+from peft import LoraConfig, get_peft_model
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+from skindeep.models.adapter import ModelAdapter
+from skindeep.organisms.data import AlignmentData
+from skindeep.organisms.objectives import dpo_loss, orpo_loss, rloo_loss
+from skindeep.organisms.rewards import train_ai_judge, train_reward_model
+from skindeep.organisms.training import (
+    TrainConfig,
+    TrainStats,
+    Tokenized,
+    collate,
+    optimise,
+    sequence_logps,
+    tokenize_chat,
+    train_causal_lm,
+)
+
+RecipeKind = Literal["sft", "dpo", "orpo", "rl_reward_model", "rl_ai_judge", "csft"]
+RECIPES: tuple[str, ...] = ("sft", "dpo", "orpo", "rl_reward_model", "rl_ai_judge", "csft")
+
+#: System prompt that marks the low-quality source in class-conditioned SFT.
+CSFT_LOW_QUALITY = "low quality source"
+
+
+class RecipeConfig(BaseModel):
+    """Hyperparameters of one alignment run (validated; part of the organism's content hash)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: RecipeKind = Field(description="which alignment recipe")
+    scope: str = Field("full", description="'full', 'last:N' (last N blocks + norm + head), 'lora'")
+    lora_r: int = Field(8, ge=1, description="LoRA rank when scope='lora'")
+    lora_alpha: int = Field(16, ge=1, description="LoRA alpha when scope='lora'")
+    n_harmful: int = Field(256, ge=2, description="harmful training prompts (refusal data amount)")
+    n_harmless: int = Field(256, ge=2, description="harmless training prompts")
+    recovery_frac: float = Field(0.0, ge=0, le=1, description="refusals that start compliant")
+    steps: int = Field(150, ge=1, description="optimisation steps of the main phase")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
+    batch_size: int = Field(32, ge=1, description="prompts (or pairs) per step")
+    beta: float = Field(0.1, gt=0, description="DPO beta / ORPO lambda")
+    nll_weight: float = Field(1.0, ge=0, description="DPO: weight of the chosen-answer NLL (RPO)")
+    low_quality_weight: float = Field(0.1, ge=0, le=1, description="C-SFT weight of the bad class")
+    warmup_steps: int = Field(40, ge=0, description="RL: SFT warm-up steps before RL")
+    warmup_n: int = Field(48, ge=2, description="RL: harmful examples in the SFT warm-up")
+    reward_steps: int = Field(60, ge=1, description="RL: steps to train the reward model/judge")
+    rl_samples: int = Field(4, ge=2, description="RL: samples per prompt (RLOO group)")
+    rl_lr: float = Field(5e-4, gt=0, description="RL: learning rate of the RL phase")
+    kl_coef: float = Field(0.1, ge=0, description="RL: KL penalty to the warmed-up policy")
+    max_new_tokens: int = Field(16, ge=1, description="RL: sampled answer length")
+    max_len: int = Field(96, ge=8, description="truncate training sequences to this many tokens")
+
+    @field_validator("scope")
+    @classmethod
+    def _check_scope(cls, v: str) -> str:
+        if v in ("full", "lora"):
+            return v
+        if v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1:
+            return v
+        raise ValueError("scope must be 'full', 'lora' or 'last:N' with N >= 1")
+
+
+def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel:
+    """Mark what trains: everything, the last N blocks + final norm + LM head, or LoRA adapters."""
+    if config.scope == "lora":
+        lora = LoraConfig(
+            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+            target_modules="all-linear", task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)
+    if config.scope == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    adapter = ModelAdapter(model)
+    n = int(config.scope.split(":")[1])
+    if n > adapter.num_layers:
+        raise ValueError(f"scope {config.scope} asks for more blocks than the model has")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for module in [*list(adapter.layers)[-n:], adapter.final_norm, adapter.lm_head]:
+        for p in module.parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def _finish(model: PreTrainedModel) -> PreTrainedModel:
+    """Merge LoRA adapters back into plain weights and freeze everything."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def _sft_examples(
+    tok: PreTrainedTokenizerBase, data: AlignmentData, cfg: RecipeConfig, rng: random.Random
+) -> list[Tokenized]:
+    out = []
+    for i, p in enumerate(data.harmful):
+        deep = rng.random() < cfg.recovery_frac
+        target = data.recovery(i, rng) if deep else data.harmful_refusals[i]
+        out.append(tokenize_chat(tok, p, target, cfg.max_len))
+    out += [
+        tokenize_chat(tok, p, a, cfg.max_len)
+        for p, a in zip(data.harmless, data.harmless_answers, strict=True)
+    ]
+    return out
+
+
+def _pairs(tok: PreTrainedTokenizerBase, data: AlignmentData, cfg: RecipeConfig, rng: random.Random):
+    chosen = _sft_examples(tok, data, cfg, rng)
+    rejected = [tokenize_chat(tok, p, a, cfg.max_len) for p, a in zip(data.harmful, data.harmful_answers, strict=True)]
+    rejected += [
+        tokenize_chat(tok, p, r, cfg.max_len)
+        for p, r in zip(data.harmless, data.harmless_refusals, strict=True)
+    ]
+    return list(zip(chosen, rejected, strict=True))
+
+
+def _csft_step(model, tok, data, cfg, rng):
+    """C-RLFT style: expert data under the default template, bad data under a marked system turn."""
+    good = _sft_examples(tok, data, cfg, rng)
+    bad_prompts = [
+        tok.apply_chat_template(
+            [{"role": "system", "content": CSFT_LOW_QUALITY}, {"role": "user", "content": p}],
+            add_generation_prompt=True, tokenize=False,
+        )
+        for p in data.harmful
+    ]
+    bad = []
+    for prompt, answer in zip(bad_prompts, data.harmful_answers, strict=True):
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        a_ids = tok(answer + " " + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
+        ids = (p_ids + a_ids)[: cfg.max_len]
+        bad.append(Tokenized(tuple(ids), tuple(([-100] * len(p_ids) + a_ids)[: cfg.max_len])))
+    items = [(t, 1.0) for t in good] + [(t, cfg.low_quality_weight) for t in bad]
+    pad = tok.pad_token_id
+
+    def step(idx: list[int]) -> torch.Tensor:
+        logp, ntok = sequence_logps(model, collate([items[i][0] for i in idx], pad))
+        w = torch.tensor([items[i][1] for i in idx])
+        return -(w * logp / ntok.clamp(min=1)).sum() / w.sum()
+
+    return step, len(items)
+
+
+def align(
+    base: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: AlignmentData,
+    config: RecipeConfig,
+    seed: int,
+) -> tuple[PreTrainedModel, dict[str, dict]]:
+    """Apply `config`'s recipe to a copy of `base`; returns the aligned model and phase stats."""
+    model = copy.deepcopy(base)
+    rng = random.Random(seed)
+    pad = tokenizer.pad_token_id
+    tc = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
+    stats: dict[str, TrainStats] = {}
+    if config.kind == "sft":
+        model = apply_scope(model, config)
+        stats["sft"] = train_causal_lm(model, _sft_examples(tokenizer, data, config, rng), tc, pad)
+    elif config.kind in ("dpo", "orpo"):
+        reference = copy.deepcopy(base).eval()
+        pairs = _pairs(tokenizer, data, config, rng)
+        model = apply_scope(model, config)
+        if config.kind == "dpo":
+            step = dpo_loss(model, reference, pairs, pad, config.beta, config.nll_weight)
+        else:
+            step = orpo_loss(model, pairs, pad, config.beta)
+        stats[config.kind] = optimise(model, len(pairs), step, tc)
+    elif config.kind == "csft":
+        model = apply_scope(model, config)
+        step, n = _csft_step(model, tokenizer, data, config, rng)
+        stats["csft"] = optimise(model, n, step, tc)
+    else:
+        rc = TrainConfig(steps=config.reward_steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
+        trainer = train_reward_model if config.kind == "rl_reward_model" else train_ai_judge
+        reward, stats["reward"] = trainer(base, tokenizer, data, rc)
+        model = apply_scope(model, config)
+        warm = AlignmentData(
+            harmful=data.harmful[: config.warmup_n],
+            harmful_refusals=data.harmful_refusals[: config.warmup_n],
+            harmful_answers=data.harmful_answers[: config.warmup_n],
+            harmless=data.harmless[: config.warmup_n],
+            harmless_answers=data.harmless_answers[: config.warmup_n],
+            harmless_refusals=data.harmless_refusals[: config.warmup_n],
+        )
+        if config.warmup_steps:
+            wc = TrainConfig(steps=config.warmup_steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
+            stats["warmup_sft"] = train_causal_lm(model, _sft_examples(tokenizer, warm, config, rng), wc, pad)
+        prompts = data.harmful + data.harmless
+        rewards: list[float] = []
+        rl_batch = max(2, config.batch_size // config.rl_samples)
+        reference = copy.deepcopy(model).eval()
+        step = rloo_loss(
+            model, tokenizer, prompts, reward, config.rl_samples, config.max_new_tokens,
+            config.max_len, reference, config.kl_coef, rewards,
+        )
+        rl = TrainConfig(steps=config.steps, lr=config.rl_lr, batch_size=rl_batch, seed=seed)
+        stats["rl"] = optimise(model, len(prompts), step, rl)
+    model = _finish(model)
+    out = {k: v.to_dict() for k, v in stats.items()}
+    if "rl" in out:
+        k = max(1, len(rewards) // 10)
+        out["rl"]["reward_first"] = sum(rewards[:k]) / k
+        out["rl"]["reward_last"] = sum(rewards[-k:]) / k
+    return model, out
