@@ -7,6 +7,7 @@ import sys
 import typer
 
 from skindeep.cli._common import console
+from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.errors import SkindeepError
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(organisms_app, name="organisms")
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -12,7 +14,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-console = Console(stderr=True)
+#: Wide enough for the behaviour tables when output goes to a file or CI log.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def progress() -> Progress:

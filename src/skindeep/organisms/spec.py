@@ -1,0 +1,109 @@
+"""Zoo spec files (TOML or YAML) validated with pydantic: which bases and aligned organisms to build."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from skindeep.errors import ConfigError
+from skindeep.organisms.architectures import FAMILIES, SIZES
+from skindeep.organisms.recipes import RecipeConfig
+
+
+class BaseSpec(BaseModel):
+    """A base organism: architecture family and size, trained from scratch to answer everything."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    family: str
+    size: str
+    steps: int = Field(300, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    batch_size: int = Field(32, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _known(self) -> BaseSpec:
+        if self.family not in FAMILIES:
+            raise ValueError(f"family {self.family!r} is not one of {FAMILIES}")
+        if self.size not in SIZES:
+            raise ValueError(f"size {self.size!r} is not one of {tuple(SIZES)}")
+        return self
+
+
+class AlignedSpec(BaseModel):
+    """An aligned organism: a base plus a recipe and its hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    base: str
+    recipe: RecipeConfig
+    seed: int = 0
+
+
+class EvalSpec(BaseModel):
+    """How the behaviour table is measured (held-out topics, greedy decoding, keyword judge)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_prompts: int = Field(100, ge=2, description="held-out prompts per class")
+    max_new_tokens: int = Field(24, ge=1)
+    seed: int = 12345
+
+
+class ZooSpec(BaseModel):
+    """A whole zoo: bases, aligned organisms and the evaluation settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "zoo"
+    bases: list[BaseSpec]
+    aligned: list[AlignedSpec] = Field(default_factory=list)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ZooSpec:
+        names = [b.name for b in self.bases] + [a.name for a in self.aligned]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"organism names must be unique; repeated: {dupes}")
+        bases = {b.name for b in self.bases}
+        for a in self.aligned:
+            if a.base not in bases:
+                raise ValueError(f"aligned organism {a.name!r} names unknown base {a.base!r}")
+        return self
+
+    def base(self, name: str) -> BaseSpec:
+        """The base spec called `name`."""
+        return next(b for b in self.bases if b.name == name)
+
+
+def load_zoo_spec(source: str | Path) -> ZooSpec:
+    """Read 'default', 'micro' (the packaged zoos) or a TOML/YAML file into a validated ZooSpec."""
+    if str(source) in ("default", "micro"):
+        text = resources.files("skindeep.organisms").joinpath(f"zoos/{source}.toml").read_text()
+        suffix = ".toml"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"zoo spec {path} not found (give 'default', 'micro' or a .toml/.yaml file)")
+        text, suffix = path.read_text(), path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"zoo spec must be .toml or .yaml, got {suffix or 'no suffix'}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse zoo spec {source}: {exc}") from exc
+    try:
+        return ZooSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid zoo spec {source}:\n{exc}") from exc
