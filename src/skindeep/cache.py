@@ -1,4 +1,4 @@
-"""Content-hash cache directory and atomic writes, so reruns reuse results and kills corrupt nothing."""
+"""Content-hash cache folder and atomic writes: reruns reuse results, kills corrupt nothing."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -14,23 +15,38 @@ from skindeep.cli._common import console, progress
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo, list_organisms, organisms_dir
 
-app = typer.Typer(help="Build and list model organisms (small chat models trained on CPU).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Build and list model organisms (small chat models trained on CPU).", no_args_is_help=True
+)
 
 
 def behaviour_table(organisms: list[Organism], title: str) -> Table:
     """One row per organism: recipe, depth, size, refusal on held-out harmful/harmless, verdict."""
     table = Table(title=title)
-    for col in ("organism", "kind", "recipe", "scope", "arch", "size", "params",
-                "refuses harmful [95% CI]", "refuses harmless [95% CI]", "ok"):
+    for col in (
+        "organism",
+        "kind",
+        "recipe",
+        "scope",
+        "arch",
+        "size",
+        "params",
+        "refuses harmful [95% CI]",
+        "refuses harmless [95% CI]",
+        "ok",
+    ):
         table.add_column(col, justify="right" if col == "params" else "left")
     for o in organisms:
         b = o.behaviour
         recipe = o.meta["spec"].get("recipe", {})
         ok = b.passes(o.kind)
         table.add_row(
-            o.name, o.kind, recipe.get("kind", "-"), recipe.get("scope", "-"),
-            o.meta["architecture"].removesuffix("ForCausalLM"), o.meta["size"],
+            o.name,
+            o.kind,
+            recipe.get("kind", "-"),
+            recipe.get("scope", "-"),
+            o.meta["architecture"].removesuffix("ForCausalLM"),
+            o.meta["size"],
             f"{o.meta['num_parameters']:,}",
             f"{b.harmful.rate:.2f} [{b.harmful.low:.2f}, {b.harmful.high:.2f}]",
             f"{b.harmless.rate:.2f} [{b.harmless.low:.2f}, {b.harmless.high:.2f}]",
@@ -43,6 +59,9 @@ def behaviour_table(organisms: list[Organism], title: str) -> Table:
 def build(
     zoo: str = typer.Option("default", help="'default', 'micro' or a zoo spec file (.toml/.yaml)"),
     out: Path | None = typer.Option(None, help="write the behaviour table as JSON here"),
+    workers: int = typer.Option(
+        min(2, os.cpu_count() or 1), min=1, help="organisms trained in parallel (1 thread each)"
+    ),
 ) -> None:
     """Build every organism of the zoo that is not cached yet, then print the behaviour table."""
     spec = load_zoo_spec(zoo)
@@ -56,14 +75,24 @@ def build(
             if status in ("built", "cached"):
                 bar.advance(task)
 
-        organisms = build_zoo(spec, report=report)
+        organisms = build_zoo(spec, report=report, workers=workers)
     ordered = [organisms[b.name] for b in spec.bases] + [organisms[a.name] for a in spec.aligned]
     console.print(behaviour_table(ordered, f"zoo '{spec.name}' in {organisms_dir()}"))
     failed = [o.name for o in ordered if not o.behaviour.passes(o.kind)]
-    console.print(f"{len(ordered) - len(failed)}/{len(ordered)} organisms meet the behaviour "
-                  f"targets; {time.perf_counter() - start:.0f} s")
-    rows = [{"name": o.name, "path": str(o.path), "kind": o.kind,
-             "passes": o.behaviour.passes(o.kind), **o.behaviour.to_dict()} for o in ordered]
+    console.print(
+        f"{len(ordered) - len(failed)}/{len(ordered)} organisms meet the behaviour "
+        f"targets; {time.perf_counter() - start:.0f} s"
+    )
+    rows = [
+        {
+            "name": o.name,
+            "path": str(o.path),
+            "kind": o.kind,
+            "passes": o.behaviour.passes(o.kind),
+            **o.behaviour.to_dict(),
+        }
+        for o in ordered
+    ]
     atomic_write_json(out or organisms_dir() / f"zoo-{spec.name}.json", rows)
     if failed:
         console.print(f"[red]behaviour targets missed:[/] {', '.join(failed)}")
@@ -71,12 +100,19 @@ def build(
 
 
 @app.command("list")
-def list_(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
     """Show every built organism with its recipe, size and behaviour."""
     found = list_organisms()
     if as_json:
-        typer.echo(json.dumps([{"name": o.name, "path": str(o.path), **o.meta} for o in found],
-                              indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                [{"name": o.name, "path": str(o.path), **o.meta} for o in found],
+                indent=2,
+                default=str,
+            )
+        )
         return
     if not found:
         console.print(f"no organisms in {organisms_dir()}; run `skindeep organisms build`")

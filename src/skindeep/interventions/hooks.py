@@ -88,7 +88,7 @@ def _check_model(model: nn.Module, adapter: ModelAdapter) -> None:
         raise ValueError("the adapter was built for a different model than the one passed")
 
 
-def _layer_indices(adapter: ModelAdapter, layers: Sequence[int]) -> list[int]:
+def _layer_indices(adapter: ModelAdapter, layers: Sequence[int] | int) -> list[int]:
     """Normalised, sorted unique layer indices (negative count from the end); IndexError if bad."""
     if isinstance(layers, int):
         layers = [layers]
@@ -126,7 +126,7 @@ def ablate(
     adapter: ModelAdapter,
     basis: ArrayLike | torch.Tensor,
     mode: AblationMode = "all_layers",
-    layers: Sequence[int] | None = None,
+    layers: Sequence[int] | int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Remove the span of `basis` from the residual stream while the context is open.
 
@@ -149,7 +149,9 @@ def ablate(
                 pre = _edit_input(project)
                 handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
                 for writer in _sublayer_outputs(adapter, index):
-                    handles.append(writer.register_forward_hook(_edit_output(project), prepend=True))
+                    handles.append(
+                        writer.register_forward_hook(_edit_output(project), prepend=True)
+                    )
         elif mode == "band":
             if layers is None:
                 raise ValueError("mode 'band' needs the layer indices to ablate (see `bands`)")

@@ -22,7 +22,7 @@ from skindeep.models.adapter import LINEAR_TYPES, ModelAdapter
 
 
 class InexactOrthogonalizationError(SkindeepError):
-    """The model normalises sublayer outputs before the residual add, so weight edits are inexact."""
+    """Sublayer outputs are normalised before the residual add, so weight edits are inexact."""
 
 
 class InexactOrthogonalizationWarning(UserWarning):
@@ -36,7 +36,7 @@ def _edit(param: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> No
 
 
 def _orthogonalize_rows(weight: torch.Tensor, U: torch.Tensor) -> None:
-    """W <- W - W U U^T for a weight whose rows are residual vectors ([*, d]: embeddings, Conv1D)."""
+    """W <- W - W U U^T for a weight whose rows are residual vectors ([*, d]: W_E, Conv1D)."""
     U = U.to(weight.device)
     _edit(weight, lambda w: w - (w @ U) @ U.T)
 

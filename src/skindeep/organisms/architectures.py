@@ -65,11 +65,13 @@ def build_config(family: str, size: str, tokenizer: PreTrainedTokenizerBase, max
     return config
 
 
-def build_model(family: str, size: str, tokenizer: PreTrainedTokenizerBase, seed: int) -> PreTrainedModel:
+def build_model(
+    family: str, size: str, tokenizer: PreTrainedTokenizerBase, seed: int
+) -> PreTrainedModel:
     """A randomly initialised causal LM of `family` at `size`, seeded for reproducibility."""
     config = build_config(family, size, tokenizer)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -41,8 +41,11 @@ class Behaviour:
 
     def to_dict(self) -> dict:
         """JSON-ready form."""
-        return {"harmful": asdict(self.harmful), "harmless": asdict(self.harmless),
-                "examples": self.examples}
+        return {
+            "harmful": asdict(self.harmful),
+            "harmless": asdict(self.harmless),
+            "examples": self.examples,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Behaviour:

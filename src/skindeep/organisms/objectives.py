@@ -97,15 +97,25 @@ def rloo_loss(
         model.eval()
         with torch.no_grad():
             out = model.generate(
-                **enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                **enc,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
             )
         model.train()
-        answers = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        answers = tokenizer.batch_decode(
+            out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
+        )
         raw = reward(users, answers).float()
         if log is not None:
             log.append(float(raw.mean()))
-        seqs = [tokenize_chat(tokenizer, u, a.strip(), max_len) for u, a in zip(users, answers, strict=True)]
+        seqs = [
+            tokenize_chat(tokenizer, u, a.strip(), max_len)
+            for u, a in zip(users, answers, strict=True)
+        ]
         batch = collate(seqs, pad_id)
         logp, ntok = sequence_logps(model, batch)
         mean_logp = logp / ntok.clamp(min=1)

@@ -18,15 +18,14 @@ from peft import LoraConfig, get_peft_model
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
 from skindeep.models.adapter import ModelAdapter
 from skindeep.organisms.data import AlignmentData
 from skindeep.organisms.objectives import dpo_loss, orpo_loss, rloo_loss
 from skindeep.organisms.rewards import train_ai_judge, train_reward_model
 from skindeep.organisms.training import (
+    Tokenized,
     TrainConfig,
     TrainStats,
-    Tokenized,
     collate,
     optimise,
     sequence_logps,
@@ -82,8 +81,11 @@ def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel
     """Mark what trains: everything, the last N blocks + final norm + LM head, or LoRA adapters."""
     if config.scope == "lora":
         lora = LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-            target_modules="all-linear", task_type="CAUSAL_LM",
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
         )
         return get_peft_model(model, lora)
     if config.scope == "full":
@@ -126,9 +128,14 @@ def _sft_examples(
     return out
 
 
-def _pairs(tok: PreTrainedTokenizerBase, data: AlignmentData, cfg: RecipeConfig, rng: random.Random):
+def _pairs(
+    tok: PreTrainedTokenizerBase, data: AlignmentData, cfg: RecipeConfig, rng: random.Random
+):
     chosen = _sft_examples(tok, data, cfg, rng)
-    rejected = [tokenize_chat(tok, p, a, cfg.max_len) for p, a in zip(data.harmful, data.harmful_answers, strict=True)]
+    rejected = [
+        tokenize_chat(tok, p, a, cfg.max_len)
+        for p, a in zip(data.harmful, data.harmful_answers, strict=True)
+    ]
     rejected += [
         tokenize_chat(tok, p, r, cfg.max_len)
         for p, r in zip(data.harmless, data.harmless_refusals, strict=True)
@@ -142,7 +149,8 @@ def _csft_step(model, tok, data, cfg, rng):
     bad_prompts = [
         tok.apply_chat_template(
             [{"role": "system", "content": CSFT_LOW_QUALITY}, {"role": "user", "content": p}],
-            add_generation_prompt=True, tokenize=False,
+            add_generation_prompt=True,
+            tokenize=False,
         )
         for p in data.harmful
     ]
@@ -193,7 +201,9 @@ def align(
         step, n = _csft_step(model, tokenizer, data, config, rng)
         stats["csft"] = optimise(model, n, step, tc)
     else:
-        rc = TrainConfig(steps=config.reward_steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
+        rc = TrainConfig(
+            steps=config.reward_steps, lr=config.lr, batch_size=config.batch_size, seed=seed
+        )
         trainer = train_reward_model if config.kind == "rl_reward_model" else train_ai_judge
         reward, stats["reward"] = trainer(base, tokenizer, data, rc)
         model = apply_scope(model, config)
@@ -206,15 +216,27 @@ def align(
             harmless_refusals=data.harmless_refusals[: config.warmup_n],
         )
         if config.warmup_steps:
-            wc = TrainConfig(steps=config.warmup_steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
-            stats["warmup_sft"] = train_causal_lm(model, _sft_examples(tokenizer, warm, config, rng), wc, pad)
+            wc = TrainConfig(
+                steps=config.warmup_steps, lr=config.lr, batch_size=config.batch_size, seed=seed
+            )
+            stats["warmup_sft"] = train_causal_lm(
+                model, _sft_examples(tokenizer, warm, config, rng), wc, pad
+            )
         prompts = data.harmful + data.harmless
         rewards: list[float] = []
         rl_batch = max(2, config.batch_size // config.rl_samples)
         reference = copy.deepcopy(model).eval()
         step = rloo_loss(
-            model, tokenizer, prompts, reward, config.rl_samples, config.max_new_tokens,
-            config.max_len, reference, config.kl_coef, rewards,
+            model,
+            tokenizer,
+            prompts,
+            reward,
+            config.rl_samples,
+            config.max_new_tokens,
+            config.max_len,
+            reference,
+            config.kl_coef,
+            rewards,
         )
         rl = TrainConfig(steps=config.steps, lr=config.rl_lr, batch_size=rl_batch, seed=seed)
         stats["rl"] = optimise(model, len(prompts), step, rl)

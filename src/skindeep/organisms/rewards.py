@@ -14,7 +14,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from skindeep.organisms.data import AlignmentData
 from skindeep.organisms.language import JUDGE_FRAME, JUDGE_VERDICTS
@@ -49,7 +53,9 @@ def _preference_pairs(data: AlignmentData, seed: int = 0) -> list[tuple[str, str
     ]
     pairs += [
         (p, a, r)
-        for p, a, r in zip(data.harmless, data.harmless_answers, data.harmless_refusals, strict=True)
+        for p, a, r in zip(
+            data.harmless, data.harmless_answers, data.harmless_refusals, strict=True
+        )
     ]
     pairs += [(p, good, _scramble(good, rng)) for p, good, _ in pairs[::2]]
     return pairs
@@ -73,6 +79,7 @@ def train_reward_model(
     """A Bradley-Terry reward model on the policy's backbone; returns its scoring function."""
     rm_config = copy.deepcopy(policy.config)
     rm_config.num_labels = 1
+    torch.manual_seed(config.seed)  # the score head is freshly initialised
     rm = AutoModelForSequenceClassification.from_config(rm_config)
     missing = rm.load_state_dict(policy.state_dict(), strict=False).missing_keys
     assert all("score" in k or "classifier" in k for k in missing), missing
@@ -114,14 +121,21 @@ def train_ai_judge(
     good_word, bad_word = JUDGE_VERDICTS
     examples = []
     for prompt, preferred, dispreferred in _preference_pairs(data):
-        examples.append(tokenize_chat(tokenizer, judge_prompt(prompt, preferred), good_word, max_len))
-        examples.append(tokenize_chat(tokenizer, judge_prompt(prompt, dispreferred), bad_word, max_len))
+        examples.append(
+            tokenize_chat(tokenizer, judge_prompt(prompt, preferred), good_word, max_len)
+        )
+        examples.append(
+            tokenize_chat(tokenizer, judge_prompt(prompt, dispreferred), bad_word, max_len)
+        )
     stats = train_causal_lm(judge, examples, config, tokenizer.pad_token_id)
     good_id = tokenizer(good_word, add_special_tokens=False)["input_ids"][0]
     bad_id = tokenizer(bad_word, add_special_tokens=False)["input_ids"][0]
 
     def reward(prompts: list[str], replies: list[str]) -> torch.Tensor:
-        texts = [chat_prompt(tokenizer, judge_prompt(p, r)) for p, r in zip(prompts, replies, strict=True)]
+        texts = [
+            chat_prompt(tokenizer, judge_prompt(p, r))
+            for p, r in zip(prompts, replies, strict=True)
+        ]
         side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

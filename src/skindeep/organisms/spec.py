@@ -1,4 +1,4 @@
-"""Zoo spec files (TOML or YAML) validated with pydantic: which bases and aligned organisms to build."""
+"""Zoo spec files (TOML or YAML), validated with pydantic: which organisms to build."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def load_zoo_spec(source: str | Path) -> ZooSpec:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"zoo spec {path} not found (give 'default', 'micro' or a .toml/.yaml file)")
+            raise ConfigError(
+                f"zoo spec {path} not found (give 'default', 'micro' or a .toml/.yaml file)"
+            )
         text, suffix = path.read_text(), path.suffix.lower()
     try:
         if suffix == ".toml":

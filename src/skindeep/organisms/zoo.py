@@ -9,13 +9,21 @@ unchanged spec is never rebuilt and a killed build resumes where it stopped.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from skindeep.cache import atomic_directory, cache_root, content_hash
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
@@ -23,7 +31,7 @@ from skindeep.organisms.data import organism_data
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
 from skindeep.organisms.pretrain import train_base
 from skindeep.organisms.recipes import align
-from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec
+from skindeep.organisms.spec import AlignedSpec, BaseSpec, EvalSpec, ZooSpec
 from skindeep.organisms.tokenizer import build_tokenizer
 from skindeep.organisms.training import TrainConfig
 
@@ -63,23 +71,36 @@ def organisms_dir() -> Path:
 
 def _language_key(language: ChatLanguage) -> str:
     return content_hash(
-        {"topics": [t.__dict__ for t in language.topics], "heldout": language.heldout,
-         "vocab": language.vocabulary(), "facts": len(language.facts())}
+        {
+            "topics": [t.__dict__ for t in language.topics],
+            "heldout": language.heldout,
+            "vocab": language.vocabulary(),
+            "facts": len(language.facts()),
+        }
     )
 
 
 def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
     """Content hash of everything that fixes a base organism's weights."""
     return content_hash(
-        {"v": BUILD_VERSION, "lang": _language_key(language), "spec": spec.model_dump(exclude={"name"}),
-         "torch": torch.__version__.split("+")[0]}
+        {
+            "v": BUILD_VERSION,
+            "lang": _language_key(language),
+            "spec": spec.model_dump(exclude={"name"}),
+            "torch": torch.__version__.split("+")[0],
+        }
     )
 
 
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     """Content hash of an aligned organism: its base's hash, recipe and seed."""
     return content_hash(
-        {"v": BUILD_VERSION, "base": base_hash, "recipe": spec.recipe.model_dump(), "seed": spec.seed}
+        {
+            "v": BUILD_VERSION,
+            "base": base_hash,
+            "recipe": spec.recipe.model_dump(),
+            "seed": spec.seed,
+        }
     )
 
 
@@ -100,62 +121,129 @@ def read_organism(path: Path) -> Organism:
 Report = Callable[[str, str], None]
 
 
+@contextmanager
+def _single_thread() -> Iterator[None]:
+    """Organisms train on one thread: faster for tiny matrices, and bit-identical everywhere."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build_base(
+    b: BaseSpec, key: str, path: Path, language: ChatLanguage, settings: EvalSpec
+) -> Organism:
+    """Train, measure and save one base organism."""
+    with _single_thread():
+        start = time.perf_counter()
+        tokenizer = build_tokenizer(language)
+        tc = TrainConfig(steps=b.steps, lr=b.lr, batch_size=b.batch_size, seed=b.seed)
+        model, stats = train_base(b.family, b.size, language, tokenizer, tc)
+        meta = _meta(b.name, "base", b.model_dump(), model, b.seed, {"base": stats.to_dict()}, key)
+        meta.update(family=b.family, size=b.size)
+        meta["behaviour"] = measure_behaviour(model, tokenizer, language, settings).to_dict()
+        meta["seconds"] = round(time.perf_counter() - start, 2)
+        return _save(model, tokenizer, meta, path)
+
+
+def _build_aligned(
+    a: AlignedSpec, key: str, path: Path, base: Organism, language: ChatLanguage, settings: EvalSpec
+) -> Organism:
+    """Align a copy of a built base with the spec's recipe, measure and save it."""
+    with _single_thread():
+        start = time.perf_counter()
+        model_base, tokenizer = base.load()
+        data = organism_data(language, a.recipe.n_harmful, a.recipe.n_harmless, a.seed)
+        model, stats = align(model_base, tokenizer, data, a.recipe, a.seed)
+        meta = _meta(a.name, "aligned", a.model_dump(), model, a.seed, stats, key)
+        meta.update(
+            family=base.meta["family"],
+            size=base.meta["size"],
+            base=base.name,
+            base_path=str(base.path),
+        )
+        meta["behaviour"] = measure_behaviour(model, tokenizer, language, settings).to_dict()
+        meta["seconds"] = round(time.perf_counter() - start, 2)
+        return _save(model, tokenizer, meta, path)
+
+
 def build_zoo(
     spec: ZooSpec,
     language: ChatLanguage = DEFAULT_LANGUAGE,
     root: Path | None = None,
     report: Report | None = None,
+    workers: int = 1,
 ) -> dict[str, Organism]:
-    """Build every organism of `spec` that is not cached yet; return all of them by name."""
+    """Build every organism of `spec` that is not cached yet; return all of them by name.
+
+    With `workers` > 1 independent organisms train in parallel processes (one thread each);
+    an aligned organism starts as soon as its base exists. Weights do not depend on `workers`.
+    """
     root = root or organisms_dir()
     report = report or (lambda name, status: None)
-    tokenizer = build_tokenizer(language)
     out: dict[str, Organism] = {}
-    models: dict[str, PreTrainedModel] = {}
-    base_hashes: dict[str, str] = {}
-    for b in spec.bases:
-        key = base_key(b, language)
-        base_hashes[b.name] = key
-        path = root / f"{b.name}-{key}"
+    keys = {b.name: base_key(b, language) for b in spec.bases}
+    keys.update({a.name: aligned_key(a, keys[a.base]) for a in spec.aligned})
+    paths = {name: root / f"{name}-{key}" for name, key in keys.items()}
+    for name, path in paths.items():
         if (path / METADATA).is_file():
-            out[b.name] = read_organism(path)
-            report(b.name, "cached")
-            continue
-        report(b.name, "training")
-        start = time.perf_counter()
-        tc = TrainConfig(steps=b.steps, lr=b.lr, batch_size=b.batch_size, seed=b.seed)
-        model, stats = train_base(b.family, b.size, language, tokenizer, tc)
-        models[b.name] = model
-        meta = _meta(b.name, "base", b.model_dump(), model, b.seed, {"base": stats.to_dict()}, key)
-        meta["behaviour"] = measure_behaviour(model, tokenizer, language, spec.eval).to_dict()
-        meta["seconds"] = round(time.perf_counter() - start, 2)
-        out[b.name] = _save(model, tokenizer, meta, path)
-        report(b.name, "built")
-    for a in spec.aligned:
-        key = aligned_key(a, base_hashes[a.base])
-        path = root / f"{a.name}-{key}"
-        if (path / METADATA).is_file():
-            out[a.name] = read_organism(path)
-            report(a.name, "cached")
-            continue
-        report(a.name, "aligning")
-        start = time.perf_counter()
-        if a.base not in models:
-            models[a.base] = out[a.base].load()[0]
-        data = organism_data(language, a.recipe.n_harmful, a.recipe.n_harmless, a.seed)
-        model, stats = align(models[a.base], tokenizer, data, a.recipe, a.seed)
-        base_spec = spec.base(a.base)
-        meta = _meta(a.name, "aligned", a.model_dump(), model, a.seed, stats, key)
-        meta.update(family=base_spec.family, size=base_spec.size, base=a.base,
-                    base_path=str(out[a.base].path))
-        meta["behaviour"] = measure_behaviour(model, tokenizer, language, spec.eval).to_dict()
-        meta["seconds"] = round(time.perf_counter() - start, 2)
-        out[a.name] = _save(model, tokenizer, meta, path)
-        report(a.name, "built")
+            out[name] = read_organism(path)
+            report(name, "cached")
+    todo_bases = [b for b in spec.bases if b.name not in out]
+    todo_aligned = [a for a in spec.aligned if a.name not in out]
+    if workers <= 1:
+        for b in todo_bases:
+            report(b.name, "training")
+            out[b.name] = _build_base(b, keys[b.name], paths[b.name], language, spec.eval)
+            report(b.name, "built")
+        for a in todo_aligned:
+            report(a.name, "aligning")
+            out[a.name] = _build_aligned(
+                a, keys[a.name], paths[a.name], out[a.base], language, spec.eval
+            )
+            report(a.name, "built")
+        return out
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        running: dict[Future, str] = {}
+
+        def submit_ready() -> None:
+            for a in [a for a in todo_aligned if a.base in out]:
+                todo_aligned.remove(a)
+                report(a.name, "aligning")
+                running[
+                    pool.submit(
+                        _build_aligned,
+                        a,
+                        keys[a.name],
+                        paths[a.name],
+                        out[a.base],
+                        language,
+                        spec.eval,
+                    )
+                ] = a.name
+
+        for b in todo_bases:
+            report(b.name, "training")
+            running[
+                pool.submit(_build_base, b, keys[b.name], paths[b.name], language, spec.eval)
+            ] = b.name
+        submit_ready()
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name = running.pop(fut)
+                out[name] = fut.result()
+                report(name, "built")
+            submit_ready()
     return out
 
 
-def _meta(name: str, kind: str, spec: dict, model: PreTrainedModel, seed: int, stats: dict, key: str) -> dict:
+def _meta(
+    name: str, kind: str, spec: dict, model: PreTrainedModel, seed: int, stats: dict, key: str
+) -> dict:
     meta = {
         "name": name,
         "kind": kind,
@@ -169,8 +257,6 @@ def _meta(name: str, kind: str, spec: dict, model: PreTrainedModel, seed: int, s
         "training": stats,
         "build_version": BUILD_VERSION,
     }
-    if kind == "base":
-        meta.update(family=spec["family"], size=spec["size"])
     return meta
 
 

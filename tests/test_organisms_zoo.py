@@ -1,0 +1,148 @@
+"""The zoo: spec validation, cached and resumable builds, determinism, behaviour of organisms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from skindeep.errors import ConfigError
+from skindeep.models import load_model
+from skindeep.organisms import zoo as zoo_module
+from skindeep.organisms.recipes import RECIPES
+from skindeep.organisms.spec import ZooSpec, load_zoo_spec
+from skindeep.organisms.zoo import build_zoo, list_organisms
+
+TINY = {
+    "name": "tiny",
+    "eval": {"n_prompts": 4, "max_new_tokens": 4},
+    "bases": [{"name": "b", "family": "llama", "size": "xs", "steps": 4}],
+    "aligned": [
+        {
+            "name": "a",
+            "base": "b",
+            "recipe": {"kind": "sft", "steps": 2, "n_harmful": 8, "n_harmless": 8},
+        }
+    ],
+}
+
+
+def test_micro_zoo_behaves(micro_zoo) -> None:
+    """Every micro organism meets the issue's behaviour targets on held-out topics."""
+    for org in micro_zoo.values():
+        b = org.behaviour
+        if org.kind == "base":
+            assert b.harmful.rate < 0.10, org.name
+        else:
+            assert b.harmful.rate >= 0.90 and b.harmless.rate <= 0.10, (org.name, b)
+        assert b.harmful.n + b.harmful.n_flagged == 48
+
+
+def test_organism_folder_is_a_checkpoint_with_a_record(micro_zoo) -> None:
+    org = micro_zoo["micro-llama-sft-last1"]
+    meta = json.loads((org.path / "organism.json").read_text())
+    assert meta["spec"]["recipe"]["scope"] == "last:1"
+    assert meta["seed"] == 0 and meta["size"] == "xs" and meta["family"] == "llama"
+    loaded = load_model(org.path)
+    assert meta["num_parameters"] == sum(p.numel() for p in loaded.model.parameters())
+    assert loaded.adapter.num_layers == meta["num_layers"] == 3
+    assert (
+        loaded.tokenizer.chat_template
+        and meta["training"]["sft"]["loss_last"] < meta["training"]["sft"]["loss_first"]
+    )
+    assert {o.name for o in list_organisms()} >= set(micro_zoo)
+
+
+def test_default_zoo_spec_covers_the_issue() -> None:
+    spec = load_zoo_spec("default")
+    families = {b.family for b in spec.bases}
+    sizes = {b.size for b in spec.bases}
+    assert len(spec.aligned) >= 12 and len(families) >= 3 and len(sizes) >= 3
+    assert {a.recipe.kind for a in spec.aligned} == set(RECIPES)
+    scopes = {a.recipe.scope for a in spec.aligned}
+    assert "full" in scopes and "lora" in scopes and any(s.startswith("last:") for s in scopes)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"bases": [{"name": "b", "family": "bert", "size": "xs"}], "aligned": []}, "family"),
+        ({"aligned": [{"name": "a", "base": "nope", "recipe": {"kind": "sft"}}]}, "unknown base"),
+        ({"aligned": [{"name": "b", "base": "b", "recipe": {"kind": "sft"}}]}, "unique"),
+        (
+            {"aligned": [{"name": "a", "base": "b", "recipe": {"kind": "sft", "scope": "half"}}]},
+            "scope",
+        ),
+    ],
+)
+def test_invalid_specs_get_clear_errors(tmp_path: Path, patch: dict, message: str) -> None:
+    import yaml
+
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **patch}))
+    with pytest.raises(ConfigError, match=message):
+        load_zoo_spec(path)
+
+
+def test_missing_or_unparsable_spec(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_zoo_spec(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[bases]\nname=")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_zoo_spec(bad)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(path / "model.safetensors")
+
+
+def test_builds_are_deterministic_cached_and_resumable(tmp_path: Path, monkeypatch) -> None:
+    spec = ZooSpec.model_validate(TINY)
+    first = build_zoo(spec, root=tmp_path / "one")
+    second = build_zoo(spec, root=tmp_path / "two")
+    for name in ("a", "b"):
+        w1, w2 = _weights(first[name].path), _weights(second[name].path)
+        assert all(torch.equal(w1[k], w2[k]) for k in w1), name
+    events: list[tuple[str, str]] = []
+    build_zoo(spec, root=tmp_path / "one", report=lambda n, s: events.append((n, s)))
+    assert events == [("b", "cached"), ("a", "cached")]
+
+    # a build killed while aligning keeps the finished base and leaves no partial folder
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo_module, "align", boom)
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo(spec, root=tmp_path / "three")
+    assert [p.name.split("-")[0] for p in (tmp_path / "three").iterdir()] == ["b"]
+    monkeypatch.undo()
+    events.clear()
+    build_zoo(spec, root=tmp_path / "three", report=lambda n, s: events.append((n, s)))
+    assert events == [("b", "cached"), ("a", "aligning"), ("a", "built")]
+
+
+def test_cli_build_and_list(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from skindeep.cli import app
+
+    monkeypatch.setenv("SKINDEEP_CACHE", str(tmp_path))
+    spec = tmp_path / "tiny.json"
+    runner = CliRunner()
+    result = runner.invoke(app, ["organisms", "build", "--zoo", str(spec)])
+    assert result.exit_code != 0 and "not found" in str(result.exception or result.output)
+    import tomli_w
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(tomli_w.dumps(TINY))
+    result = runner.invoke(app, ["organisms", "build", "--zoo", str(spec)])
+    # the 4-step organisms do not meet the behaviour targets: the build says so and exits 1
+    assert result.exit_code == 1
+    rows = json.loads((tmp_path / "organisms" / "zoo-tiny.json").read_text())
+    assert [r["name"] for r in rows] == ["b", "a"]
+    listed = runner.invoke(app, ["organisms", "list", "--json"])
+    assert listed.exit_code == 0 and {o["name"] for o in json.loads(listed.stdout)} == {"a", "b"}
