@@ -1,0 +1,39 @@
+"""The activation engine: hooks on decoder blocks, batched collection, streaming statistics,
+safetensors storage and a content-addressed cache."""
+
+from skindeep.activations.cached import activation_key, cached_collect, tokenizer_fingerprint
+from skindeep.activations.collect import collect
+from skindeep.activations.hooks import SITES, Site, record_activations, run_forward
+from skindeep.activations.spec import (
+    LAST_LAYER_NOTE,
+    ActivationSink,
+    ArraySink,
+    CollectionSpec,
+    Label,
+    Positions,
+    labelled_prompts,
+)
+from skindeep.activations.stats import Moments, StreamingStats
+from skindeep.activations.store import ActivationStore, ActivationWriter
+
+__all__ = [
+    "LAST_LAYER_NOTE",
+    "SITES",
+    "ActivationSink",
+    "ActivationStore",
+    "ActivationWriter",
+    "ArraySink",
+    "CollectionSpec",
+    "Label",
+    "Moments",
+    "Positions",
+    "Site",
+    "StreamingStats",
+    "activation_key",
+    "cached_collect",
+    "collect",
+    "labelled_prompts",
+    "record_activations",
+    "run_forward",
+    "tokenizer_fingerprint",
+]

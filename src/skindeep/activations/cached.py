@@ -1,0 +1,117 @@
+"""Content-addressed activation cache: a rerun with the same model, prompts and settings reads
+the stored activations instead of running the model.
+
+The key hashes everything the numbers depend on (weights fingerprint, dtype, tokenizer
+vocabulary, chat template, prompts, labels, format, positions, site, layers); the folder is
+written through `atomic_directory`, so a killed run never leaves a readable half-written entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from skindeep.activations.collect import collect, formatting_adapter
+from skindeep.activations.hooks import Site, normalize_layers
+from skindeep.activations.spec import Label, Positions, check_labels
+from skindeep.activations.store import METADATA, STORE_FORMAT, ActivationStore, ActivationWriter
+from skindeep.cache import atomic_directory, cache_root, content_hash
+from skindeep.evaluation.generation import ProgressLike, PromptFormat
+from skindeep.models.loading import LoadedModel
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of what encoding depends on: vocabulary, special tokens and the tokenizer class."""
+    return content_hash(
+        {
+            "class": type(tokenizer).__name__,
+            "vocab": sorted(tokenizer.get_vocab().items()),
+            "special": getattr(tokenizer, "special_tokens_map", {}),
+        }
+    )
+
+
+def activation_key(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    labels: Sequence[Label] | None = None,
+    *,
+    layers: Sequence[int] | None = None,
+    site: Site = "block_out",
+    positions: Positions = "last",
+    fmt: PromptFormat = "raw",
+    template_tokenizer: Any | None = None,
+) -> str:
+    """The cache key of a `cached_collect` call."""
+    fmt_adapter = formatting_adapter(loaded.adapter, loaded.tokenizer, template_tokenizer)
+    enc_tokenizer = fmt_adapter.tokenizer if fmt == "chat" else loaded.tokenizer
+    return content_hash(
+        {
+            "store_format": STORE_FORMAT,
+            "model": loaded.fingerprint,
+            "dtype": str(next(loaded.model.parameters()).dtype),
+            "tokenizer": tokenizer_fingerprint(enc_tokenizer),
+            "chat_template": getattr(enc_tokenizer, "chat_template", None)
+            if fmt == "chat"
+            else None,
+            "prompts": list(prompts),
+            "labels": check_labels(labels, len(prompts)),
+            "fmt": fmt,
+            "positions": positions if isinstance(positions, str) else [int(p) for p in positions],
+            "site": site,
+            "layers": normalize_layers(layers, loaded.adapter.num_layers),
+        },
+        length=24,
+    )
+
+
+def cached_collect(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    labels: Sequence[Label] | None = None,
+    *,
+    layers: Sequence[int] | None = None,
+    site: Site = "block_out",
+    positions: Positions = "last",
+    fmt: PromptFormat = "raw",
+    template_tokenizer: Any | None = None,
+    batch_size: int = 16,
+    progress: ProgressLike = None,
+    root: Path | None = None,
+    refresh: bool = False,
+) -> ActivationStore:
+    """Per-prompt activations from the cache, collecting (and storing) them on a miss.
+
+    Entries live under `root` (default: cache_root()/activations)/<key>; `refresh` recomputes.
+    """
+    key = activation_key(
+        loaded,
+        prompts,
+        labels,
+        layers=layers,
+        site=site,
+        positions=positions,
+        fmt=fmt,
+        template_tokenizer=template_tokenizer,
+    )
+    final = (root or cache_root() / "activations") / key
+    if (final / METADATA).is_file() and not refresh:
+        return ActivationStore(final)
+    with atomic_directory(final) as tmp:
+        collect(
+            loaded.model,
+            loaded.tokenizer,
+            loaded.adapter,
+            prompts,
+            labels=labels,
+            layers=layers,
+            site=site,
+            positions=positions,
+            fmt=fmt,
+            template_tokenizer=template_tokenizer,
+            batch_size=batch_size,
+            sink=ActivationWriter(tmp, extra={"source": loaded.source, "key": key}),
+            progress=progress,
+        )
+    return ActivationStore(final)
