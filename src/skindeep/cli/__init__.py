@@ -21,8 +21,17 @@ app.add_typer(organisms_app, name="organisms")
 app.add_typer(model_app, name="model")
 
 
+def _quiet_libraries() -> None:
+    """Keep transformers' per-file progress bars and notices out of the command's output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main() -> None:
     """Entry point: run the app; expected failures become one red line and exit code 2."""
+    _quiet_libraries()
     try:
         app(standalone_mode=False)
     except SkindeepError as exc:
