@@ -146,3 +146,17 @@ def test_cli_build_and_list(tmp_path: Path, monkeypatch) -> None:
     assert [r["name"] for r in rows] == ["b", "a"]
     listed = runner.invoke(app, ["organisms", "list", "--json"])
     assert listed.exit_code == 0 and {o["name"] for o in json.loads(listed.stdout)} == {"a", "b"}
+
+
+@pytest.mark.parametrize("family", ["qwen2", "phi3", "gpt2"])
+def test_organism_tokenizer_survives_the_loader(organism_tokenizer, tmp_path: Path, family: str) -> None:
+    """transformers 5 rebuilds qwen2/phi3 tokenizers from their own class; ours must come back."""
+    from skindeep.organisms.architectures import build_model
+
+    model = build_model(family, "xs", organism_tokenizer, seed=0)
+    model.save_pretrained(tmp_path)
+    organism_tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(tmp_path)
+    text = "i'm sorry , i cannot help you ignite a barn ."
+    assert loaded.tokenizer(text)["input_ids"] == organism_tokenizer(text)["input_ids"]
+    assert loaded.tokenizer.decode(organism_tokenizer(text)["input_ids"]) == text

@@ -190,12 +190,14 @@ class ClassifierJudge:
         **kwargs: Any,
     ) -> ClassifierJudge:
         """Load any local causal-LM checkpoint folder as a judge (no hub access)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
+
+        from skindeep.models.loading import load_tokenizer
 
         if not Path(path).is_dir():
             raise ModelLoadError(f"judge checkpoint folder not found: {path}")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = load_tokenizer(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"could not load a causal LM judge from {path}: {err}") from err

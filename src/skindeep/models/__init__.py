@@ -7,7 +7,7 @@ from skindeep.models.adapter import (
     ModelAdapter,
 )
 from skindeep.models.gguf import gguf_to_checkpoint, smollm2_checkpoint, smollm2_gguf_path
-from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model
+from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model, load_tokenizer
 
 __all__ = [
     "FALLBACK_TEMPLATE",
@@ -18,6 +18,7 @@ __all__ = [
     "fingerprint_checkpoint",
     "gguf_to_checkpoint",
     "load_model",
+    "load_tokenizer",
     "smollm2_checkpoint",
     "smollm2_gguf_path",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -210,6 +211,27 @@ def _check_device(device: str) -> None:
         raise ModelLoadError(f"device {device!r} asked for, but MPS is not available here")
 
 
+#: Generic classes meaning "the tokenizer.json is the tokenizer": nothing model-specific to rebuild.
+GENERIC_TOKENIZER_CLASSES = frozenset({"TokenizersBackend", "PreTrainedTokenizerFast"})
+
+
+def load_tokenizer(location: str | Path, **kwargs: Any) -> Any:
+    """AutoTokenizer, except that a folder declaring a generic fast tokenizer gets exactly that.
+
+    transformers 5 rebuilds the tokenizer of some model types (qwen2, phi3) from their registered
+    class even when the folder says otherwise, which mangles custom tokenizers such as the
+    organisms' word-level one; a local folder's own declaration is honoured here.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    config_file = Path(location) / "tokenizer_config.json"
+    if config_file.is_file() and (Path(location) / "tokenizer.json").is_file():
+        declared = json.loads(config_file.read_text()).get("tokenizer_class")
+        if declared in GENERIC_TOKENIZER_CLASSES:
+            return PreTrainedTokenizerFast.from_pretrained(location, **kwargs)
+    return AutoTokenizer.from_pretrained(location, **kwargs)
+
+
 def load_model(
     source: str | Path,
     *,
@@ -225,7 +247,7 @@ def load_model(
     config follows), so that batches can be padded; padding side is left as the tokenizer has it.
     `device_map` (e.g. "auto") is passed to transformers and then `device` is ignored.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     torch_dtype = _torch_dtype(dtype)
     if device_map is None:
@@ -248,7 +270,7 @@ def load_model(
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         raise ModelLoadError(f"could not load a causal LM from {source}: {exc}") from exc
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.location, **kwargs)
+        tokenizer = load_tokenizer(resolved.location, **kwargs)
     except (OSError, ValueError, KeyError, ImportError) as exc:
         raise ModelLoadError(
             f"could not load the tokenizer of {source}: {exc}; expected tokenizer files next to "

@@ -1,7 +1,8 @@
 """Word-level tokenizer for the organism language, wrapped as a Hugging Face fast tokenizer.
 
 Built with `tokenizers` (WordLevel model, whitespace split) and saved with `save_pretrained`,
-so organisms load through the same `AutoTokenizer` path as any hub model, chat template included.
+so organisms load through the same loader as any hub model, chat template included
+(`skindeep.models.load_tokenizer` honours the folder's generic tokenizer class).
 """
 
 from __future__ import annotations

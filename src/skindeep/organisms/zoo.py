@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoModelForCausalLM,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
 from skindeep.cache import atomic_directory, cache_root, content_hash
+from skindeep.models.loading import load_tokenizer
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
 from skindeep.organisms.data import organism_data
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
@@ -36,7 +36,7 @@ from skindeep.organisms.tokenizer import build_tokenizer
 from skindeep.organisms.training import TrainConfig
 
 #: Bump when training code changes in a way that changes weights for the same spec.
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"
 METADATA = "organism.json"
 
 
@@ -61,7 +61,7 @@ class Organism:
     def load(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Open the checkpoint like any Hugging Face model."""
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32).eval()
-        return model, AutoTokenizer.from_pretrained(self.path)
+        return model, load_tokenizer(self.path)
 
 
 def organisms_dir() -> Path:
