@@ -149,7 +149,9 @@ def test_cli_build_and_list(tmp_path: Path, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("family", ["qwen2", "phi3", "gpt2"])
-def test_organism_tokenizer_survives_the_loader(organism_tokenizer, tmp_path: Path, family: str) -> None:
+def test_organism_tokenizer_survives_the_loader(
+    organism_tokenizer, tmp_path: Path, family: str
+) -> None:
     """transformers 5 rebuilds qwen2/phi3 tokenizers from their own class; ours must come back."""
     from skindeep.organisms.architectures import build_model
 
