@@ -51,6 +51,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp.chmod(0o755)  # mkdtemp makes 0700 folders; results are meant to be shared
     try:
         yield tmp
         if final.exists():
