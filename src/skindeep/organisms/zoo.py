@@ -169,6 +169,14 @@ def _build_aligned(
         return _save(model, tokenizer, meta, path)
 
 
+def _quiet_worker() -> None:
+    """Workers print nothing of their own: the parent's progress bar reports for them."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def build_zoo(
     spec: ZooSpec,
     language: ChatLanguage = DEFAULT_LANGUAGE,
@@ -206,7 +214,7 @@ def build_zoo(
             report(a.name, "built")
         return out
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker) as pool:
         running: dict[Future, str] = {}
 
         def submit_ready() -> None:
