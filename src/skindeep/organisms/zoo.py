@@ -214,7 +214,9 @@ def build_zoo(
             report(a.name, "built")
         return out
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_quiet_worker
+    ) as pool:
         running: dict[Future, str] = {}
 
         def submit_ready() -> None:
