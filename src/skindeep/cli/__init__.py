@@ -7,8 +7,10 @@ import sys
 import typer
 
 from skindeep.cli._common import console
+from skindeep.cli.ablate import ablate_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
+from skindeep.cli.refusal import refusal
 from skindeep.errors import SkindeepError
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(model_app, name="model")
+app.command()(refusal)
+app.command("ablate")(ablate_command)
 
 
 def _quiet_libraries() -> None:

@@ -1,0 +1,166 @@
+"""`skindeep refusal`: the refusal rate of a model on one prompt set, with a Wilson 95% interval.
+
+Prompts come from a file (.txt one per line, .json, .jsonl, .csv/.tsv; `--column` picks a
+column) or from the organism language: `organism:SPLIT-CLASS[:N]`, SPLIT `train` or `heldout`,
+CLASS `harmful` or `harmless`, N prompts (default 64), e.g. `organism:heldout-harmful:48`.
+Writes refusal.json (the rate and settings) and generations.jsonl (prompt, response, verdict).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from skindeep.cache import atomic_write_json, atomic_write_text
+from skindeep.cli._common import console, progress
+from skindeep.errors import ConfigError, PromptError
+from skindeep.prompts import PromptSet, load_prompts, organism_prompts
+
+ORGANISM_PREFIX = "organism:"
+ORGANISM_DEFAULT_N = 64
+
+
+class Format(StrEnum):
+    """Prompt format."""
+
+    chat = "chat"
+    raw = "raw"
+
+
+class JudgeKind(StrEnum):
+    """Refusal judge."""
+
+    keyword = "keyword"
+    classifier = "classifier"
+
+
+class Flagged(StrEnum):
+    """Where empty or degenerate responses go in the rate."""
+
+    exclude = "exclude"
+    refusal = "refusal"
+    compliance = "compliance"
+
+
+def resolve_prompts(
+    text: str, column: str | None = None, harmful: bool | None = None, seed: int = 0
+) -> PromptSet:
+    """A prompt set from a file or `organism:SPLIT-CLASS[:N]` (`harmful` may imply CLASS)."""
+    if not text.startswith(ORGANISM_PREFIX):
+        return load_prompts(text, column=column)
+    spec, _, count = text.removeprefix(ORGANISM_PREFIX).partition(":")
+    split, _, kind = spec.partition("-")
+    if not kind and harmful is not None:
+        kind = "harmful" if harmful else "harmless"
+    if split not in ("train", "heldout") or kind not in ("harmful", "harmless"):
+        raise PromptError(
+            f"{text!r}: expected organism:SPLIT-CLASS[:N] with SPLIT train or heldout and CLASS "
+            "harmful or harmless (e.g. organism:heldout-harmful:48), or a prompt file"
+        )
+    if harmful is not None and (kind == "harmful") != harmful:
+        raise PromptError(f"{text!r} names {kind} prompts where harmful={harmful} are expected")
+    try:
+        n = int(count) if count else ORGANISM_DEFAULT_N
+    except ValueError:
+        raise PromptError(f"{text!r}: the count after the second ':' must be an integer") from None
+    return organism_prompts(kind == "harmful", split, n, seed)  # type: ignore[arg-type]
+
+
+def refusal(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id, checkpoint folder or .gguf")],
+    prompts: Annotated[
+        str,
+        typer.Option(
+            help="Prompt file (.txt, .json, .jsonl, .csv, .tsv) or organism:SPLIT-CLASS[:N] "
+            "(SPLIT train|heldout, CLASS harmful|harmless, N default 64), e.g. "
+            "organism:heldout-harmful:48"
+        ),
+    ],
+    column: Annotated[str | None, typer.Option(help="Column of a tabular prompt file")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N prompts")] = None,
+    judge: Annotated[JudgeKind, typer.Option(help="keyword (Arditi's strings) or classifier")] = (
+        JudgeKind.keyword
+    ),
+    judge_model: Annotated[
+        Path | None, typer.Option(help="Local causal-LM judge folder (for --judge classifier)")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch")] = 16,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="chat template or raw text")
+    ] = Format.chat,
+    flagged: Annotated[Flagged, typer.Option(help="Where empty/degenerate outputs go")] = (
+        Flagged.exclude
+    ),
+    out: Annotated[Path, typer.Option(help="Folder for refusal.json and generations.jsonl")] = Path(
+        "skindeep-out/refusal"
+    ),
+    gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+) -> None:
+    """Generate greedily, judge every response, print the refusal rate with its 95% CI."""
+    from skindeep.activations.collect import format_texts
+    from skindeep.evaluation import (
+        ClassifierJudge,
+        Judge,
+        KeywordJudge,
+        generate,
+        refusal_rate,
+    )
+    from skindeep.models import load_model
+
+    if judge is JudgeKind.classifier and judge_model is None:
+        raise ConfigError("--judge classifier needs --judge-model PATH (a local checkpoint folder)")
+    if judge is JudgeKind.keyword and judge_model is not None:
+        raise ConfigError("--judge-model is only used with --judge classifier")
+    prompt_set = resolve_prompts(prompts, column)
+    if limit is not None:
+        prompt_set = prompt_set.head(limit)
+    loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
+    judge_impl: Judge = KeywordJudge()
+    if judge_model is not None:
+        try:
+            judge_impl = ClassifierJudge.load(judge_model, device=device, batch_size=batch_size)
+        except ValueError as exc:  # e.g. the judge's tokenizer cannot spell its labels
+            raise ConfigError(f"--judge-model {judge_model}: {exc}") from exc
+    texts = format_texts(loaded.adapter, list(prompt_set), fmt.value)
+    with progress() as bar:
+        responses = generate(
+            loaded.model,
+            loaded.tokenizer,
+            texts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=bar,
+        )
+    verdicts = judge_impl.judge(list(prompt_set), responses)
+    rate = refusal_rate(verdicts, flagged=flagged.value)
+    settings: dict[str, Any] = {
+        "model": model,
+        "fingerprint": loaded.fingerprint,
+        "prompts": prompt_set.source,
+        "judge": judge.value if judge_model is None else f"classifier:{judge_model}",
+        "max_new_tokens": max_new_tokens,
+        "format": fmt.value,
+        "flagged": flagged.value,
+        "decoding": "greedy",
+    }
+    rows = [
+        {"prompt": p, "response": r, **asdict(v)}
+        for p, r, v in zip(prompt_set, responses, verdicts, strict=True)
+    ]
+    numbers = {k: None if isinstance(v, float) and v != v else v for k, v in asdict(rate).items()}
+    atomic_write_json(out / "refusal.json", {**numbers, "confidence": 0.95, **settings})
+    atomic_write_text(out / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    typer.echo(
+        f"refusal rate {rate.rate:.3f}, 95% CI [{rate.low:.3f}, {rate.high:.3f}] "
+        f"({rate.n_refused}/{rate.n} refused, {rate.n_flagged} flagged) on {len(prompt_set)} "
+        f"prompts of {prompt_set.source}"
+    )
+    console.print(f"wrote {out / 'refusal.json'} and {out / 'generations.jsonl'}")

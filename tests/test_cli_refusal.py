@@ -1,0 +1,70 @@
+"""`skindeep refusal`: printed and written numbers equal the API's; bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from skindeep.cli import main
+from skindeep.evaluation import GenerationOptions, KeywordJudge, generate_responses, refusal_rate
+from skindeep.models import load_model
+from skindeep.prompts import organism_prompts
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_rate_matches_api(micro_zoo, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The printed rate and CI, refusal.json and generations.jsonl agree with the API."""
+    path = micro_zoo["micro-llama-sft-last1"].path
+    args = ["refusal", "--model", str(path), "--prompts", "organism:heldout-harmful:12"]
+    args += ["--max-new-tokens", "12", "--out", str(tmp_path)]
+    code, out, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    lm = load_model(path)
+    prompts = list(organism_prompts(True, "heldout", n=12))
+    gen = GenerationOptions(max_new_tokens=12)
+    responses = generate_responses(lm.model, lm.tokenizer, prompts, gen)
+    rate = refusal_rate(KeywordJudge().judge(prompts, responses))
+    printed = re.search(r"refusal rate ([\d.]+), 95% CI \[([\d.]+), ([\d.]+)\]", out)
+    assert printed is not None, out
+    assert [float(x) for x in printed.groups()] == pytest.approx(
+        [rate.rate, rate.low, rate.high], abs=5e-4
+    )
+    data = json.loads((tmp_path / "refusal.json").read_text())
+    assert (data["n_refused"], data["n"], data["low"]) == (rate.n_refused, rate.n, rate.low)
+    rows = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows] == prompts and [r["response"] for r in rows] == responses
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--prompts", "/no/such/prompts.txt"], "does not exist"),
+        (["--prompts", "EMPTY"], "holds no prompts"),
+        (["--prompts", "organism:heldout-evil"], "expected organism:SPLIT-CLASS"),
+        (["--prompts", "organism:train-harmful", "--judge", "classifier"], "needs --judge-model"),
+        (["--prompts", "organism:train-harmful", "--model", "/no/model"], "does not exist"),
+    ],
+)
+def test_bad_input_exits_2(extra, message, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Each mistake is one clear line and exit code 2, before any model runs."""
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    extra = [str(empty) if x == "EMPTY" else x for x in extra]
+    args = ["refusal", "--model", str(tmp_path), "--out", str(tmp_path / "out"), *extra]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and message in " ".join(err.split()), err

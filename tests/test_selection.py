@@ -1,0 +1,110 @@
+"""Arditi's direction selection on a micro organism: vectorised scores, filters, files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from skindeep.activations.collect import format_texts
+from skindeep.errors import PromptError
+from skindeep.evaluation import kl_divergence, next_token_logprobs, refusal_score
+from skindeep.interventions import ablate, add_activation
+from skindeep.models import load_model
+from skindeep.prompts import organism_prompts
+from skindeep.selection import SelectionError, SelectionOptions, select_direction
+
+ORGANISM = "micro-llama-dpo"
+
+
+@pytest.fixture(scope="module")
+def loaded(micro_zoo):
+    """The DPO micro organism, loaded once."""
+    return load_model(micro_zoo[ORGANISM].path)
+
+
+@pytest.fixture(scope="module")
+def sets() -> dict[str, tuple[str, ...]]:
+    """Disjoint train (24) and validation (12) prompts per class."""
+    harmful = organism_prompts(True, "train", n=36, seed=3).prompts
+    harmless = organism_prompts(False, "train", n=36, seed=3).prompts
+    return {
+        "harmful_train": harmful[:24],
+        "harmless_train": harmless[:24],
+        "harmful_val": harmful[24:],
+        "harmless_val": harmless[24:],
+    }
+
+
+def run(loaded, sets, **options):
+    """select_direction on the fixture sets with the given options."""
+    opts = SelectionOptions(batch_size=5, candidates_per_pass=3, **options)
+    return select_direction(loaded.model, loaded.tokenizer, loaded.adapter, **sets, options=opts)
+
+
+def test_vectorised_scores_match_one_candidate_at_a_time(loaded, sets) -> None:
+    """Tiled per-row hooks give the scores of `ablate` / `add_activation` run one by one."""
+    sel = run(loaded, sets)
+    m, tok, ad = loaded.model, loaded.tokenizer, loaded.adapter
+    harmful = format_texts(ad, sets["harmful_val"], "chat")
+    harmless = format_texts(ad, sets["harmless_val"], "chat")
+    ids = sel.refusal_token_ids
+    assert sel.baseline_harmful == pytest.approx(refusal_score(m, tok, harmful, ids).mean())
+    logp = next_token_logprobs(m, tok, harmless)
+    scored = [c for c in sel.candidates if c.norm > 0]
+    assert len(scored) >= 2
+    for c in scored:
+        vector = sel.mean_diffs[sel.offsets.index(c.position), c.layer]
+        with ablate(m, ad, vector):
+            assert c.ablation_score == pytest.approx(
+                refusal_score(m, tok, harmful, ids).mean(), abs=1e-5
+            )
+            kl = kl_divergence(logp, next_token_logprobs(m, tok, harmless)).mean()
+            assert c.kl == pytest.approx(kl, abs=1e-5)
+        with add_activation(m, ad, vector, c.layer):
+            steer = refusal_score(m, tok, harmless, ids).mean()
+        assert c.steering_score == pytest.approx(steer, abs=1e-5)
+
+
+def test_filters_choice_and_files(loaded, sets, tmp_path) -> None:
+    """Every candidate is kept with its reasons; the winner is the lowest passing score."""
+    n_layers = loaded.adapter.num_layers
+    sel = run(loaded, sets, kl_threshold=math.inf, steering_threshold=-math.inf)
+    assert len(sel.candidates) == n_layers * len(sel.offsets) == n_layers * 2
+    for c in sel.candidates:
+        if c.norm == 0:  # block 0's input at a template token is the same embedding
+            assert c.reasons == ("zero",) and c.layer == 0 and math.isnan(c.ablation_score)
+        else:
+            assert c.reasons == (() if c.layer < 0.8 * n_layers else ("layer",))
+    passing = [c for c in sel.candidates if c.passed]
+    assert sel.best == min(passing, key=lambda c: c.ablation_score)
+    assert np.linalg.norm(sel.direction) == pytest.approx(1.0)
+    assert sel.vector @ sel.direction == pytest.approx(sel.best.norm)
+
+    strict = run(loaded, sets, max_layer_fraction=0.5)
+    assert all("layer" in c.reasons for c in strict.candidates if c.layer >= 2 and c.norm > 0)
+
+    path = sel.save(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["chosen"]["layer"] == sel.best.layer and len(data["candidates"]) == 2 * n_layers
+    zero = next(c for c in data["candidates"] if c["reasons"] == ["zero"])
+    assert zero["ablation_score"] is None and zero["passed"] is False
+    tensors = load_file(str(tmp_path / "direction.safetensors"))
+    np.testing.assert_allclose(tensors["direction"], sel.direction, atol=1e-6)
+    assert tensors["mean_diffs.pos-1"].shape == (n_layers, loaded.adapter.hidden_size)
+
+
+def test_no_survivor_and_bad_sets(loaded, sets, tmp_path) -> None:
+    """No passing candidate: the result still has every score, `.best` raises clearly."""
+    sel = run(loaded, sets, steering_threshold=math.inf)
+    assert sel.chosen is None
+    with pytest.raises(SelectionError, match="no candidate direction passed"):
+        _ = sel.direction
+    data = json.loads(sel.save(tmp_path).read_text())
+    assert data["chosen"] is None and all(not c["passed"] for c in data["candidates"])
+    leaky = dict(sets, harmful_val=(*sets["harmful_val"], sets["harmful_train"][0]))
+    with pytest.raises(PromptError, match="also training prompts"):
+        run(loaded, leaky)
