@@ -1,0 +1,150 @@
+"""`skindeep audit`: the Skin-Deep geometry of one aligned/base pair, written to a folder.
+
+Prompt sets are files (.txt one per line, .json, .jsonl, .csv/.tsv) or the organism language:
+`organism:heldout` / `organism:train` draw --n-prompts (default 64) distinct requests of the
+right class from the generated chat language (held-out topics are never seen in alignment).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from skindeep.cli._common import console, progress
+from skindeep.errors import ConfigError, PromptError
+from skindeep.prompts import PromptSet, check_pair, load_prompts, organism_prompts
+
+ORGANISM_PREFIX = "organism:"
+ORGANISM_DEFAULT_N = 64
+out = Console()
+
+
+class Variant(StrEnum):
+    """Headline GFS variant."""
+
+    code = "code"
+    paper = "paper"
+
+
+class Format(StrEnum):
+    """Prompt format."""
+
+    raw = "raw"
+    chat = "chat"
+
+
+class Site(StrEnum):
+    """Where activations are read."""
+
+    block_out = "block_out"
+    block_in = "block_in"
+
+
+class StatsOn(StrEnum):
+    """What the layer statistics compare."""
+
+    aligned = "aligned"
+    difference = "difference"
+
+
+def resolve_prompts(
+    text: str, harmful: bool, n: int | None, column: str | None, seed: int
+) -> PromptSet:
+    """A prompt set from a file path or `organism:heldout|train` (the organism language)."""
+    kind = "harmful" if harmful else "harmless"
+    if text.startswith(ORGANISM_PREFIX):
+        split = text.removeprefix(ORGANISM_PREFIX)
+        if split not in ("train", "heldout"):
+            raise PromptError(
+                f"--{kind} {text!r}: expected organism:heldout or organism:train, or a file"
+            )
+        return organism_prompts(harmful, split, n or ORGANISM_DEFAULT_N, seed)
+    return load_prompts(text, column=column, limit=n, name=f"{kind}:{Path(text).stem}")
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """'0,2,-1' -> (0, 2, -1); None or 'all' -> None (every layer)."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(
+            f"--layers {text!r}: expected comma-separated integers, e.g. 0,2,-1"
+        ) from None
+
+
+def _exclusive(a: object, b: object, names: str) -> None:
+    """Raise when two alternative options are both given."""
+    if a is not None and b:
+        raise ConfigError(f"give {names}, not both")
+
+
+def audit(
+    aligned: Annotated[
+        str, typer.Option("--aligned", "-a", help="Aligned model: hub id or folder")
+    ],
+    base: Annotated[str, typer.Option("--base", "-b", help="Its base model: hub id or folder")],
+    harmful: Annotated[str, typer.Option(help="Harmful prompts: file or organism:heldout|train")],
+    harmless: Annotated[str, typer.Option(help="Harmless prompts: file or organism:heldout|train")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results")] = Path(
+        "audit"
+    ),
+    variant: Annotated[Variant, typer.Option(help="Headline GFS variant")] = Variant.code,
+    fmt: Annotated[Format, typer.Option("--format", help="Prompt format")] = Format.chat,
+    layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0,2,-1 (default all)")] = None,
+    site: Annotated[Site, typer.Option(help="Read block outputs or inputs")] = Site.block_out,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass")] = 16,
+    n_perm: Annotated[int, typer.Option(min=1, help="Permutations per layer test")] = 1000,
+    alpha: Annotated[float | None, typer.Option(min=0, help="cPCA alpha (default 100)")] = None,
+    select_alpha: Annotated[bool, typer.Option(help="Pick alpha by held-out probe")] = False,
+    k: Annotated[int | None, typer.Option(min=1, help="Fixed subspace dimension")] = None,
+    eps: Annotated[float | None, typer.Option(help="Energy tolerance for k (default 0.05)")] = None,
+    stats_on: Annotated[StatsOn, typer.Option(help="Layer tests on")] = StatsOn.aligned,
+    n_prompts: Annotated[int | None, typer.Option(min=1, help="Prompts per class")] = None,
+    column: Annotated[str | None, typer.Option(help="Column of tabular prompt files")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of organism prompts, splits, permutations")] = 0,
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    refresh: Annotated[bool, typer.Option(help="Recollect cached activations")] = False,
+) -> None:
+    """Audit an aligned model against its base: GFS, safety subspace, CKA, layer tests.
+
+    Prompts: a file (.txt one per line, .json, .jsonl, .csv/.tsv; --column picks the column) or
+    organism:heldout / organism:train, --n-prompts (default 64) requests of the right class from
+    the organism chat language. Writes audit.json, layers.csv (and .parquet with pyarrow),
+    directions.safetensors, profiles.png and spectra.png into --out; activations are cached.
+    """
+    from pydantic import ValidationError
+
+    from skindeep.models import load_model  # lazy: keeps `skindeep --help` fast
+    from skindeep.report import audit_summary_table, write_audit
+    from skindeep.report.plots import short_name
+    from skindeep.scores import AuditConfig, audit_pair
+
+    _exclusive(alpha, select_alpha, "--alpha or --select-alpha")
+    _exclusive(k, eps is not None, "--k or --eps")
+    try:
+        config = AuditConfig(
+            variant=variant.value, fmt=fmt.value, layers=parse_layers(layers), site=site.value,
+            batch_size=batch_size, n_perm=n_perm, alpha=100.0 if alpha is None else alpha,
+            select_alpha=select_alpha, k=k, eps=0.05 if eps is None else eps,
+            stats_on=stats_on.value, seed=seed, refresh=refresh,
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ConfigError(f"invalid audit options: {exc}") from exc
+    harmful_set = resolve_prompts(harmful, True, n_prompts, column, seed)
+    harmless_set = resolve_prompts(harmless, False, n_prompts, column, seed)
+    check_pair(harmful_set, harmless_set)  # before loading any model
+    aligned_model = load_model(aligned, dtype=dtype, device=device)
+    base_model = load_model(base, dtype=dtype, device=device)
+    with progress() as bar:
+        result = audit_pair(aligned_model, base_model, harmful_set, harmless_set, config, bar)
+    files = write_audit(result, out_dir)
+    title = f"audit: {short_name(aligned)} vs {short_name(base)}"
+    out.print(audit_summary_table(result, title=title))
+    console.print(f"results in {out_dir}: {', '.join(p.name for p in vars(files).values() if p)}")

@@ -1,0 +1,224 @@
+"""Pure numerical glue: every geometry measure of one aligned/base pair from [n, L, d] arrays.
+
+Nothing here loads a model or touches files; `audit_pair` feeds it the stored activations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from itertools import pairwise
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from skindeep.errors import ConfigError, PromptError
+from skindeep.geometry import (
+    GFSResult,
+    LayerStatistics,
+    SafetySubspace,
+    arditi_direction,
+    cohens_d,
+    geometric_fragility,
+    layer_statistics,
+    linear_cka,
+    principal_angles,
+    safety_subspace,
+    select_cpca_alpha,
+)
+from skindeep.geometry._checks import FloatArray
+from skindeep.geometry._probe import stratified_split
+from skindeep.scores.config import AuditConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaChoice:
+    """The cPCA alpha chosen by held-out probe accuracy, averaged over layers."""
+
+    alpha: float
+    """The grid value with the best mean accuracy; on ties the configured alpha when it is among
+    the best (separable classes say nothing about alpha), else the first in grid order."""
+    alphas: FloatArray
+    """[m] the grid tried."""
+    accuracies: FloatArray
+    """[L, m] held-out accuracy of the 1-D cPCA projection, per layer and alpha."""
+
+    @property
+    def mean_accuracy(self) -> FloatArray:
+        """[m] accuracy averaged over layers."""
+        return self.accuracies.mean(axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairGeometry:
+    """Everything measured on one pair; per-layer arrays follow `layers`."""
+
+    layers: tuple[int, ...]
+    """Model layer index of each row of the per-layer arrays."""
+    gfs: dict[str, GFSResult]
+    """GFS of both variants, by name ('code', 'paper')."""
+    alpha: float
+    """The cPCA alpha of the paper variant (fixed or selected)."""
+    alpha_choice: AlphaChoice | None
+    """The selection curve when alpha was selected."""
+    subspace: SafetySubspace
+    """Per-layer top-k PCA subspace of D_l = H_aligned,l - H_base,l."""
+    angles: tuple[FloatArray, ...]
+    """[L - 1] principal angles (radians) between the subspaces of consecutive layers."""
+    cka: FloatArray
+    """[L] linear CKA of aligned vs base activations."""
+    stats: LayerStatistics
+    """PERMANOVA, MMD (BH-adjusted) and probe accuracy, harmful vs harmless."""
+    stats_on: str
+    """'aligned' activations or 'difference' D_l."""
+    arditi_d: FloatArray
+    """[L] |Cohen's d| of the aligned activations projected on the Arditi direction (in-sample)."""
+    arditi_d_heldout: FloatArray
+    """[L] the same with the direction fitted on the train split and scored on the test split."""
+    relative_change: FloatArray
+    """[L] ||D_l||_F / ||H_base,l||_F: how much alignment moved each layer (0: untouched)."""
+
+
+def _check_inputs(
+    aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, config: AuditConfig
+) -> None:
+    """User-facing checks that the geometry would otherwise report as bare ValueErrors."""
+    if aligned.shape != base.shape or aligned.ndim != 3:
+        raise ValueError(f"expected paired [n, L, d] arrays, got {aligned.shape} vs {base.shape}")
+    n_pos, n_neg = int(harmful.sum()), int((~harmful).sum())
+    if min(n_pos, n_neg) < 2:
+        raise PromptError(f"need >= 2 prompts per class, got {n_pos} harmful, {n_neg} harmless")
+    n, _, d = aligned.shape
+    if config.k is not None and config.k > min(n, d):
+        raise ConfigError(f"k={config.k} exceeds min(n prompts, hidden size) = {min(n, d)}")
+
+
+def _choose_alpha(
+    aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, config: AuditConfig
+) -> AlphaChoice:
+    """Run the held-out alpha selection at every layer and keep the best mean accuracy."""
+    try:
+        curves = [
+            select_cpca_alpha(
+                aligned[:, layer].astype(np.float64),
+                base[:, layer].astype(np.float64),
+                harmful,
+                alphas=config.alphas,
+                test_size=config.test_size,
+                seed=config.seed,
+            ).accuracies
+            for layer in range(aligned.shape[1])
+        ]
+    except ValueError as exc:
+        raise PromptError(f"cannot select alpha on these prompts: {exc}") from exc
+    accuracies = np.stack(curves)
+    alphas = np.asarray(config.alphas, dtype=np.float64)
+    mean = accuracies.mean(axis=0)
+    best = alphas[mean == mean.max()]
+    alpha = config.alpha if config.alpha in best else best[0]  # ties: keep the default
+    return AlphaChoice(float(alpha), alphas, accuracies)
+
+
+def _arditi_effects(
+    aligned: np.ndarray, harmful: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> tuple[FloatArray, FloatArray]:
+    """Per-layer |d| on the Arditi direction: in-sample, and fitted on train, scored on test."""
+    n_layers = aligned.shape[1]
+    in_sample, heldout = np.empty(n_layers), np.full(n_layers, np.nan)
+    enough = min(harmful[test].sum(), (~harmful[test]).sum()) >= 2
+    for layer in range(n_layers):
+        h = aligned[:, layer].astype(np.float64)
+        a = arditi_direction(h[harmful], h[~harmful])
+        in_sample[layer] = abs(cohens_d(h[harmful] @ a, h[~harmful] @ a))
+        if enough:
+            tr, te = h[train], h[test]
+            a_tr = arditi_direction(tr[harmful[train]], tr[~harmful[train]])
+            proj = te @ a_tr
+            heldout[layer] = abs(cohens_d(proj[harmful[test]], proj[~harmful[test]]))
+    return in_sample, heldout
+
+
+def _layer_tests(h: np.ndarray, harmful: np.ndarray, config: AuditConfig) -> LayerStatistics:
+    """Layer statistics on the layers where `h` varies; constant layers (e.g. D_l = 0 where
+    alignment left a block untouched) get NaN and take no part in the BH correction."""
+    n_layers = h.shape[1]
+    idx = np.flatnonzero([np.any(h[:, i] != h[:1, i]) for i in range(n_layers)])
+    part = None
+    if idx.size:
+        sub = h[:, idx]
+        part = layer_statistics(
+            sub[harmful], sub[~harmful], n_perm=config.n_perm, q=config.q,
+            test_size=config.test_size, seed=config.seed,
+        )  # fmt: skip
+    if part is not None and idx.size == n_layers:
+        return part
+    fields: dict = {"n_perm": config.n_perm, "q": config.q}
+    for f in dataclasses.fields(LayerStatistics):
+        if f.name in fields:
+            continue
+        full = np.zeros(n_layers, bool) if f.name.endswith("reject") else np.full(n_layers, np.nan)
+        if part is not None:
+            full[idx] = getattr(part, f.name)
+        fields[f.name] = full
+    return LayerStatistics(**fields)
+
+
+def _consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray, ...]:
+    """Principal angles between layer l and layer l + 1 subspaces."""
+    bases = subspace.bases
+    return tuple(principal_angles(u, v) for u, v in pairwise(bases))
+
+
+def pair_geometry(
+    h_aligned: ArrayLike,
+    h_base: ArrayLike,
+    is_harmful: ArrayLike,
+    config: AuditConfig | None = None,
+    layers: Sequence[int] | None = None,
+) -> PairGeometry:
+    """GFS (both variants), subspaces, angles, CKA, layer tests and Arditi effect sizes.
+
+    Inputs are paired activations [n, L, d] of the same prompts; `layers` names the model layer
+    of each of the L columns (default 0..L-1).
+    """
+    config = config or AuditConfig()
+    aligned, base = np.asarray(h_aligned), np.asarray(h_base)
+    harmful = np.asarray(is_harmful, dtype=bool)
+    _check_inputs(aligned, base, harmful, config)
+    n_layers = aligned.shape[1]
+    layer_ids = tuple(range(n_layers)) if layers is None else tuple(int(x) for x in layers)
+    if len(layer_ids) != n_layers:
+        raise ValueError(f"{len(layer_ids)} layer ids for {n_layers} stored layers")
+    try:
+        train, test = stratified_split(harmful, config.test_size, config.seed)
+    except ValueError as exc:
+        raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
+
+    choice = _choose_alpha(aligned, base, harmful, config) if config.select_alpha else None
+    alpha = choice.alpha if choice is not None else config.alpha
+    gfs = {
+        "code": geometric_fragility(aligned, base, harmful, "code"),
+        "paper": geometric_fragility(aligned, base, harmful, "paper", alpha=alpha),
+    }
+    diff = aligned.astype(np.float64) - base
+    base_norm = np.linalg.norm(base.astype(np.float64), axis=(0, 2))
+    relative_change = np.linalg.norm(diff, axis=(0, 2)) / np.where(base_norm > 0, base_norm, 1.0)
+    subspace = safety_subspace(diff, k=config.k, eps=config.eps)
+    cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in range(n_layers)])
+    on = aligned if config.stats_on == "aligned" else diff
+    stats = _layer_tests(on, harmful, config)
+    arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
+    return PairGeometry(
+        layers=layer_ids,
+        gfs=gfs,
+        alpha=float(alpha),
+        alpha_choice=choice,
+        subspace=subspace,
+        angles=_consecutive_angles(subspace),
+        cka=cka,
+        stats=stats,
+        stats_on=config.stats_on,
+        arditi_d=arditi_d,
+        arditi_d_heldout=arditi_d_heldout,
+        relative_change=relative_change,
+    )
