@@ -13,7 +13,13 @@ from rich.table import Table
 from skindeep.cache import atomic_write_json
 from skindeep.cli._common import console, progress
 from skindeep.organisms.spec import load_zoo_spec
-from skindeep.organisms.zoo import Organism, build_zoo, list_organisms, organisms_dir
+from skindeep.organisms.zoo import (
+    BUILD_VERSION,
+    Organism,
+    build_zoo,
+    list_organisms,
+    organisms_dir,
+)
 
 app = typer.Typer(
     help="Build and list model organisms (small chat models trained on CPU).", no_args_is_help=True
