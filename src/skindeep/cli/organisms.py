@@ -14,7 +14,6 @@ from skindeep.cache import atomic_write_json
 from skindeep.cli._common import console, progress
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import (
-    BUILD_VERSION,
     Organism,
     build_zoo,
     list_organisms,
@@ -108,9 +107,12 @@ def build(
 @app.command("list")
 def list_(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    show_all: bool = typer.Option(False, "--all", help="include organisms of older builds"),
 ) -> None:
     """Show every built organism with its recipe, size and behaviour."""
-    found = list_organisms()
+    found = [
+        o for o in list_organisms() if show_all or o.meta.get("build_version") == BUILD_VERSION
+    ]
     if as_json:
         typer.echo(
             json.dumps(
