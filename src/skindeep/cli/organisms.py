@@ -14,6 +14,7 @@ from skindeep.cache import atomic_write_json
 from skindeep.cli._common import console, progress
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import (
+    BUILD_VERSION,
     Organism,
     build_zoo,
     list_organisms,
