@@ -12,9 +12,13 @@ the recovery/rejected material); `text_data` + `align` with an SFT `RecipeConfig
 evaluation of base and aligned model on the held-out prompts; a table with Wilson 95% intervals,
 a JSON result and the aligned checkpoint (`save_pretrained`) in `--out`.
 
-Base-model generations are cached under the skindeep cache (keyed by checkpoint fingerprint,
-prompts and length), so reruns with other hyperparameters skip them. Takes tens of minutes on
-two CPU cores; run it with `nice -n 19` and `OMP_NUM_THREADS=2` on a shared machine:
+The defaults (LoRA r = 8 on all linear layers, 60 steps of 16 sequences at lr 1e-3, 128
+AdvBench and 384 Alpaca training prompts, answers capped at 48 tokens) meet the criterion with
+margin; with as many harmless as harmful training prompts the aligned model over-refuses Alpaca
+at about the 10% limit. Base-model generations are cached per prompt under the skindeep cache
+(keyed by checkpoint fingerprint and length), so reruns with other hyperparameters or split
+sizes skip them. About 15 minutes on two idle CPU cores (more on a busy machine); run it with
+`nice -n 19` and `OMP_NUM_THREADS=2` on a shared machine:
 
     OMP_NUM_THREADS=2 nice -n 19 .venv/bin/python scripts/align_smollm2.py
 """
@@ -22,13 +26,13 @@ two CPU cores; run it with `nice -n 19` and `OMP_NUM_THREADS=2` on a shared mach
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +49,10 @@ from skindeep.evaluation import (
     refusal_rate,
 )
 from skindeep.models import LoadedModel, load_model, smollm2_checkpoint
+from skindeep.organisms import recipes
 from skindeep.organisms.data import text_data
-from skindeep.organisms.recipes import RecipeConfig, align
+from skindeep.organisms.recipes import RecipeConfig
+from skindeep.prompts import load_prompts
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -64,54 +70,43 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+@contextmanager
+def logged_training(every: int) -> Iterator[None]:
+    """Log the loss every `every` SFT steps while the block runs.
+
+    `recipes.align` takes no step callback, so its `train_causal_lm` is wrapped for the block
+    (restored afterwards) to pass one; without it a CPU run is silent for tens of minutes.
+    """
+    original = recipes.train_causal_lm
+    start = [time.perf_counter()]
+
+    def report(step: int, loss: float) -> None:
+        if step == 0 or (step + 1) % every == 0:
+            per_step = (time.perf_counter() - start[0]) / (step + 1)
+            log(f"  step {step + 1}: loss {loss:.3f} ({per_step:.1f} s/step)")
+
+    def wrapped(*args: Any, on_step: Callable[[int, float], None] | None = None, **kw: Any) -> Any:
+        start[0] = time.perf_counter()
+        return original(*args, on_step=on_step or report, **kw)
+
+    recipes.train_causal_lm = wrapped
+    try:
+        yield
+    finally:
+        recipes.train_causal_lm = original
+
+
 # ---- data ------------------------------------------------------------------------------------
 
 
-def _read_advbench(path: Path) -> list[str]:
-    """The `goal` column of AdvBench's CSV."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        return [row["goal"].strip() for row in csv.DictReader(fh) if row["goal"].strip()]
-
-
-def _read_alpaca(path: Path) -> list[str]:
-    """A JSON list of instruction strings."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
-        raise ValueError(f"{path}: expected a JSON list of strings")
-    return [x.strip() for x in data if x.strip()]
-
-
 def load_prompt_files(data_dir: Path) -> tuple[list[str], list[str]]:
-    """Harmful (AdvBench goals) and harmless (Alpaca instructions) prompts, deduplicated in order.
+    """Harmful (AdvBench `goal` column) and harmless (Alpaca instructions) prompts, in file order.
 
-    Uses `skindeep.prompts` loaders when that module offers them, else reads the files directly.
+    Read with `skindeep.prompts.load_prompts`, which rejects blank and duplicate prompts.
     """
-    harmful = harmless = None
-    try:
-        from skindeep import prompts as prompt_module  # type: ignore[attr-defined]
-    except ImportError:
-        prompt_module = None
-    if prompt_module is not None:
-        harmful = _try_loader(prompt_module, "load_advbench", data_dir / ADVBENCH_FILE)
-        harmless = _try_loader(prompt_module, "load_alpaca", data_dir / ALPACA_FILE)
-    if harmful is None:
-        harmful = _read_advbench(data_dir / ADVBENCH_FILE)
-    if harmless is None:
-        harmless = _read_alpaca(data_dir / ALPACA_FILE)
-    return list(dict.fromkeys(harmful)), list(dict.fromkeys(harmless))
-
-
-def _try_loader(module: Any, name: str, path: Path) -> list[str] | None:
-    """Call `module.name(path)` if it exists and returns strings (or objects with `.text`)."""
-    loader = getattr(module, name, None)
-    if not callable(loader):
-        return None
-    try:
-        items = list(loader(path))
-    except (TypeError, ValueError, OSError):
-        return None
-    texts = [x if isinstance(x, str) else getattr(x, "text", None) for x in items]
-    return texts if texts and all(isinstance(t, str) for t in texts) else None
+    harmful = load_prompts(data_dir / ADVBENCH_FILE, column="goal", name="advbench")
+    harmless = load_prompts(data_dir / ALPACA_FILE, name="alpaca")
+    return list(harmful), list(harmless)
 
 
 @dataclass(frozen=True)
@@ -124,7 +119,7 @@ class Split:
     test_harmless: list[str]
 
 
-def split_prompts(
+def train_test_split(
     harmful: Sequence[str],
     harmless: Sequence[str],
     n_train_harmful: int,
@@ -134,7 +129,9 @@ def split_prompts(
 ) -> Split:
     """Seeded shuffle of each list; the first `n_test` are held out, the next ones train."""
 
-    def cut(items: Sequence[str], n_train: int, what: str, salt: int) -> tuple[list[str], list[str]]:
+    def cut(
+        items: Sequence[str], n_train: int, what: str, salt: int
+    ) -> tuple[list[str], list[str]]:
         if n_test + n_train > len(items):
             raise ValueError(
                 f"{what}: {n_test} test + {n_train} train prompts asked for, {len(items)} exist"
@@ -160,22 +157,29 @@ def chat_generate(
     batch_size: int,
     cache_key: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Greedy chat-format responses; cached on disk when `cache_key` identifies the weights."""
+    """Greedy chat-format responses, in prompt order.
+
+    With a `cache_key` that identifies the weights (the base model's fingerprint), responses are
+    kept per prompt in one JSON file per key and length, and only prompts not in it are run; so
+    a rerun with other split sizes reuses every base-model response already generated.
+    """
     path = None
+    known: dict[str, str] = {}
     if cache_key is not None:
-        key = content_hash({**cache_key, "prompts": list(prompts), "max_new": max_new_tokens})
+        key = content_hash({**cache_key, "max_new": max_new_tokens})
         path = cache_root() / "generations" / f"smollm2-{key}.json"
         if path.is_file():
-            cached = json.loads(path.read_text(encoding="utf-8"))
-            if len(cached) == len(prompts):
-                return [str(x) for x in cached]
-    texts = format_prompts(loaded.tokenizer, prompts, "chat")
-    out = generate(
-        model, loaded.tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size
-    )
-    if path is not None:
-        atomic_write_json(path, out)
-    return out
+            known = json.loads(path.read_text(encoding="utf-8"))
+    todo = [p for p in dict.fromkeys(prompts) if p not in known]
+    if todo:
+        texts = format_prompts(loaded.tokenizer, todo, "chat")
+        out = generate(
+            model, loaded.tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=batch_size
+        )
+        known.update(zip(todo, out, strict=True))
+        if path is not None:
+            atomic_write_json(path, known)
+    return [known[p] for p in prompts]
 
 
 @dataclass(frozen=True)
@@ -235,9 +239,7 @@ def format_table(rows: dict[str, dict[str, Measured]]) -> str:
         for key in ("advbench", "alpaca"):
             r = sets[key].rate
             flagged = f", {r.n_flagged} flagged" if r.n_flagged else ""
-            cells.append(
-                f"{r.rate:.2f} [{r.low:.2f}, {r.high:.2f}] ({r.n_refused}/{r.n}{flagged})"
-            )
+            cells.append(f"{r.rate:.2f} [{r.low:.2f}, {r.high:.2f}] ({r.n_refused}/{r.n}{flagged})")
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
@@ -251,10 +253,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared data folder")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (model + JSON)")
     p.add_argument("--n-train-harmful", type=int, default=128, help="AdvBench training prompts")
-    p.add_argument("--n-train-harmless", type=int, default=128, help="Alpaca training prompts")
+    p.add_argument("--n-train-harmless", type=int, default=384, help="Alpaca training prompts")
     p.add_argument("--n-test", type=int, default=100, help="held-out prompts per set")
     p.add_argument("--steps", type=int, default=60, help="SFT optimisation steps")
-    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--scope", default="lora", help="full | lora | last:N")
     p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (scope lora)")
     p.add_argument("--batch-size", type=int, default=16, help="training sequences per step")
@@ -285,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(args.seed)
 
     harmful, harmless = load_prompt_files(args.data_dir)
-    split = split_prompts(
+    split = train_test_split(
         harmful, harmless, args.n_train_harmful, args.n_train_harmless, args.n_test, args.seed
     )
     log(
@@ -339,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     log(f"aligning: {config.model_dump()}")
     t = time.perf_counter()
-    aligned, stats = align(base, tokenizer, data, config, args.seed)
+    with logged_training(every=max(1, args.steps // 20)):
+        aligned, stats = recipes.align(base, tokenizer, data, config, args.seed)
     timings["align"] = time.perf_counter() - t
     sft = stats["sft"]
     log(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from skindeep.cli._common import console
 from skindeep.cli.ablate import ablate_command
@@ -12,6 +13,7 @@ from skindeep.cli.audit import audit as audit_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.cli.refusal import refusal
+from skindeep.cli.retention import retention
 from skindeep.errors import SkindeepError
 
 app = typer.Typer(
@@ -22,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(model_app, name="model")
+app.command()(retention)
 app.command("audit")(audit_command)
 app.command()(refusal)
 app.command("ablate")(ablate_command)
@@ -41,7 +44,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SkindeepError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted: finished results are kept, rerun to resume[/]")
