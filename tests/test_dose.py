@@ -104,16 +104,27 @@ def test_activation_bases(dpo, micro_zoo) -> None:
         activation_basis("pca", dpo, harmful, harmless)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue #4): in the organisms harmless activations sit far from zero on the "
-    "refusal direction, so projection ablation keeps refusal or breaks the model; strict, so a "
-    "fix that makes this pass must remove the marker",
+@pytest.mark.parametrize(
+    "name",
+    [
+        "micro-llama-sft-full",
+        pytest.param(
+            "micro-llama-sft-last1",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known gap (issue #4): the last-block-only organism's direction, found on "
+                "training topics, removes 0.74 of held-out refusal (not 0.8), random nulls remove "
+                "0.23, harmless KL 0.15",
+            ),
+        ),
+        "micro-llama-dpo",
+    ],
 )
-@pytest.mark.parametrize("name", ALIGNED)
 def test_selected_direction_removes_refusal(micro_zoo, name: str) -> None:
     """Done-when: ablating the selected direction drops held-out refusal by >= 0.8, random
-    nulls of the same k by < 0.1, and harmless KL stays < 0.1."""
+    nulls of the same k by < 0.1, and harmless KL stays < 0.1. Affine ablation: the organisms'
+    harmless activations sit far from zero along the direction (projection to zero makes
+    harmless prompts refuse; see BENCHMARKS.md), as Marshall et al. (2024) found in real models."""
     lm = load_model(micro_zoo[name].path)
     harmful = organism_prompts(True, "train", n=96, seed=0).prompts
     harmless = organism_prompts(False, "train", n=96, seed=0).prompts
@@ -125,7 +136,7 @@ def test_selected_direction_removes_refusal(micro_zoo, name: str) -> None:
         harmless[:64],
         harmful[64:],
         harmless[64:],
-        SelectionOptions(batch_size=32),
+        SelectionOptions(batch_size=32, ablation="affine"),
     )
     scores = [
         f"L{c.layer}/{c.position}: abl {c.ablation_score:.2f} steer {c.steering_score:.2f} "
@@ -138,9 +149,16 @@ def test_selected_direction_removes_refusal(micro_zoo, name: str) -> None:
     eval_harmful = list(organism_prompts(True, "heldout", n=48, seed=0))
     eval_harmless = list(organism_prompts(False, "heldout", n=48, seed=0))
     basis = named_basis("arditi", sel.direction, "selected", sel.best.layer)
-    opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=20, batch_size=48)
+    opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=20, batch_size=48, ablation="affine")
     res = dose_response(
-        lm.model, lm.tokenizer, lm.adapter, [basis], eval_harmful, eval_harmless, opts
+        lm.model,
+        lm.tokenizer,
+        lm.adapter,
+        [basis],
+        eval_harmful,
+        eval_harmless,
+        opts,
+        reference=sel.reference,
     )
     before, after = res.baseline.refusal.rate, res.curve("arditi").points[0]
     null_drop = before - res.null(1).band("rate")["min"]

@@ -124,6 +124,57 @@ def test_all_layers_ablation_removes_the_subspace_everywhere(family: str) -> Non
         assert h.matmul(Ut).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_affine_ablation_pins_block_inputs_to_the_reference(family: str) -> None:
+    """All layers, affine: every block input's U-coordinates equal the layer's reference
+    coordinates at every position; the rest of the input is what projection leaves."""
+    model, adapter = organism(family)
+    L, d = adapter.num_layers, adapter.hidden_size
+    U = random_orthonormal(d, 2, seed=11)
+    Ut = torch.as_tensor(U, dtype=torch.float32)
+    reference = np.random.default_rng(3).standard_normal((L, d))
+    ids = prompts(seed=2)
+    with ablate(model, adapter, U):
+        plain_in, _ = block_io(adapter, ids)
+    with ablate(model, adapter, U, reference=reference):
+        inputs, outputs = block_io(adapter, ids)
+    for layer, (h, p) in enumerate(zip(inputs, plain_in, strict=True)):
+        target = torch.as_tensor(U.T @ reference[layer], dtype=torch.float32)
+        assert torch.allclose(h.matmul(Ut), target.expand(*h.shape[:-1], 2), atol=1e-5)
+        if layer == 0:  # before any block, the part outside span(U) is untouched
+            off = h - h.matmul(Ut).matmul(Ut.T)
+            assert torch.allclose(off, p - p.matmul(Ut).matmul(Ut.T), atol=1e-5)
+    # the sublayers still write nothing along U: the last block output keeps the last reference
+    last = torch.as_tensor(U.T @ reference[-1], dtype=torch.float32)
+    assert torch.allclose(
+        outputs[-1].matmul(Ut), last.expand(*outputs[-1].shape[:-1], 2), atol=1e-4
+    )
+    # a zero reference is plain projection; a [d] reference serves every layer
+    with ablate(model, adapter, U, reference=np.zeros(d)):
+        zero_in, _ = block_io(adapter, ids)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(zero_in, plain_in, strict=True))
+    with (
+        pytest.raises(ValueError, match="reference must be"),
+        ablate(model, adapter, U, reference=np.zeros((L + 1, d))),
+    ):
+        pass
+    assert not has_active_interventions(model)
+
+
+def test_affine_band_ablation_pins_band_outputs() -> None:
+    model, adapter = organism("llama")
+    L, d = adapter.num_layers, adapter.hidden_size
+    U = random_orthonormal(d, 1, seed=4)
+    Ut = torch.as_tensor(U, dtype=torch.float32)
+    reference = np.random.default_rng(1).standard_normal((L, d))
+    with ablate(model, adapter, U, mode="band", layers=[1], reference=reference):
+        _, outputs = block_io(adapter, prompts())
+    target = float(U[:, 0] @ reference[1])
+    assert torch.allclose(
+        outputs[1].matmul(Ut), torch.full_like(outputs[1][..., :1], target), atol=1e-5
+    )
+
+
 def test_ablate_accepts_a_single_unnormalised_numpy_direction() -> None:
     model, adapter = organism("llama")
     direction = 7.0 * np.random.default_rng(0).standard_normal(adapter.hidden_size)

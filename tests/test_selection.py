@@ -69,6 +69,33 @@ def test_vectorised_scores_match_one_candidate_at_a_time(loaded, sets) -> None:
         assert c.steering_score == pytest.approx(steer, abs=1e-5)
 
 
+def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) -> None:
+    """Affine selection scores each candidate as `ablate(reference=harmless means at its
+    position)` would; the chosen reference is those means, saved beside the direction."""
+    sel = run(loaded, sets, ablation="affine", kl_threshold=math.inf)
+    m, tok, ad = loaded.model, loaded.tokenizer, loaded.adapter
+    harmful = format_texts(ad, sets["harmful_val"], "chat")
+    harmless = format_texts(ad, sets["harmless_val"], "chat")
+    logp = next_token_logprobs(m, tok, harmless)
+    assert sel.harmless_means.shape == sel.mean_diffs.shape
+    scored = [c for c in sel.candidates if c.norm > 0]
+    for c in scored[:3]:
+        p = sel.offsets.index(c.position)
+        with ablate(m, ad, sel.mean_diffs[p, c.layer], reference=sel.harmless_means[p]):
+            score = refusal_score(m, tok, harmful, sel.refusal_token_ids).mean()
+            kl = kl_divergence(logp, next_token_logprobs(m, tok, harmless)).mean()
+        assert c.ablation_score == pytest.approx(score, abs=1e-5)
+        assert c.kl == pytest.approx(kl, abs=1e-5)
+    plain = run(loaded, sets, kl_threshold=math.inf)
+    assert any(
+        abs(a.ablation_score - b.ablation_score) > 1e-3
+        for a, b in zip(plain.candidates, sel.candidates, strict=True)
+        if a.norm > 0
+    )
+    assert np.array_equal(sel.reference, sel.harmless_means[sel.offsets.index(sel.best.position)])
+    assert sel.to_json()["ablation"] == "affine"
+
+
 def test_filters_choice_and_files(loaded, sets, tmp_path) -> None:
     """Every candidate is kept with its reasons; the winner is the lowest passing score."""
     n_layers = loaded.adapter.num_layers
@@ -95,6 +122,14 @@ def test_filters_choice_and_files(loaded, sets, tmp_path) -> None:
     tensors = load_file(str(tmp_path / "direction.safetensors"))
     np.testing.assert_allclose(tensors["direction"], sel.direction, atol=1e-6)
     assert tensors["mean_diffs.pos-1"].shape == (n_layers, loaded.adapter.hidden_size)
+    p = sel.offsets.index(sel.best.position)
+    np.testing.assert_allclose(tensors["reference"], sel.harmless_means[p], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        tensors["harmless_means.pos-1"] + tensors["mean_diffs.pos-1"],
+        sel.harmless_means[sel.offsets.index(-1)] + sel.mean_diffs[sel.offsets.index(-1)],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_no_survivor_and_bad_sets(loaded, sets, tmp_path) -> None:

@@ -48,6 +48,7 @@ from skindeep.interventions import ablate, orthogonalize_weights, orthonormal_ba
 from skindeep.interventions.hooks import AblationMode
 from skindeep.models.adapter import ModelAdapter
 from skindeep.models.loading import LoadedModel
+from skindeep.selection import ABLATION_FORMS, AblationForm
 
 MIN_NULL_DRAWS = 3
 """Fewest random null bases per dose (SPEC: at least 3 draws)."""
@@ -264,6 +265,8 @@ class DoseOptions:
     fmt: PromptFormat = "chat"
     flagged: FlaggedPolicy = "exclude"
     """Where empty/degenerate generations go in the rate (see `refusal_rate`)."""
+    ablation: AblationForm = "projection"
+    """'projection' (h - U U^T h) or 'affine' (h - U U^T (h - mu_l), mu_l the `reference` means)."""
 
 
 @dataclass(frozen=True)
@@ -430,11 +433,14 @@ def dose_response(
     options: DoseOptions | None = None,
     judge: Judge | None = None,
     progress: ProgressLike = None,
+    reference: np.ndarray | None = None,
 ) -> DoseResponse:
     """Refusal against k for every basis and for `n_random` random nulls of each k.
 
     Prompts are plain texts, formatted per `options.fmt`; `judge` defaults to the keyword judge.
-    Every k must be available from every basis (BasisError otherwise).
+    Every k must be available from every basis (BasisError otherwise). Affine ablation needs
+    `reference` [L, d], the mean harmless activations at the hooked site (`harmless_reference`);
+    bases and random nulls are ablated against the same reference.
     """
     opts = options or DoseOptions()
     if not opts.ks or min(opts.ks) < 1:
@@ -443,6 +449,12 @@ def dose_response(
         raise BasisError(f"n_random must be >= {MIN_NULL_DRAWS} null draws, got {opts.n_random}")
     if opts.mode not in ("all_layers", "band") or (opts.mode == "band" and not opts.layers):
         raise BasisError(f"mode must be all_layers, or band with layers; got {opts.mode!r}")
+    if opts.ablation not in ABLATION_FORMS:
+        raise BasisError(f"ablation must be one of {ABLATION_FORMS}, got {opts.ablation!r}")
+    if (opts.ablation == "affine") != (reference is not None):
+        raise BasisError(
+            "affine ablation needs the harmless reference means (and projection takes none)"
+        )
     for b in bases:
         b.first(max(opts.ks))  # fail before any generation
     judge = judge or KeywordJudge()
@@ -464,7 +476,8 @@ def dose_response(
 
     def point(basis: np.ndarray | None, k: int) -> DosePoint:
         nonlocal done
-        ctx = nullcontext() if basis is None else ablate(model, adapter, basis, **_where(opts))
+        where = {**_where(opts), "reference": reference}
+        ctx = nullcontext() if basis is None else ablate(model, adapter, basis, **where)
         with ctx:
             measured = _measure(model, tokenizer, x, k, judge, opts)
         done += 1
@@ -482,6 +495,29 @@ def dose_response(
         for k in opts.ks
     )
     return DoseResponse(baseline, curves, nulls, opts, len(harmful), len(harmless or ()))
+
+
+def harmless_reference(
+    lm: LoadedModel,
+    harmless: Sequence[str],
+    mode: AblationMode = "all_layers",
+    fmt: PromptFormat = "chat",
+    batch_size: int = 16,
+) -> np.ndarray:
+    """[L, d] mean harmless activations at the last prompt token: block inputs for "all_layers"
+    ablation, block outputs for "band" (the reference points of affine ablation)."""
+    sink = ArraySink()
+    collect(
+        lm.model,
+        lm.tokenizer,
+        lm.adapter,
+        list(harmless),
+        site="block_in" if mode == "all_layers" else "block_out",
+        fmt=fmt,
+        batch_size=batch_size,
+        sink=sink,
+    )
+    return sink.array.astype(np.float64).mean(axis=0)
 
 
 def _where(opts: DoseOptions) -> dict[str, Any]:

@@ -8,6 +8,10 @@ input (steering), and the next-token KL on harmless prompts under ablation. Cand
 layers >= 0.8 L, with KL > 0.1 or with steering score <= 0 are discarded; the lowest ablated
 refusal score wins. Candidates are evaluated many at a time: the prompt batch is tiled once per
 candidate and each row gets its own direction and vector inside the hooks.
+
+`SelectionOptions(ablation="affine")` scores ablation in its affine form (Marshall et al. 2024):
+block inputs keep the mean harmless coordinate along the direction instead of zero, for models
+whose harmless activations sit far from the origin along it (the organisms do).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -63,6 +67,10 @@ REASONS: dict[str, str] = {
 }
 
 
+AblationForm = Literal["projection", "affine"]
+ABLATION_FORMS: tuple[str, ...] = ("projection", "affine")
+
+
 class SelectionError(SkindeepError):
     """No candidate direction survived the filters, or the inputs cannot be used."""
 
@@ -83,6 +91,9 @@ class SelectionOptions:
     """Prompts per forward batch."""
     candidates_per_pass: int = 8
     """Candidates evaluated in one forward pass (rows = batch_size * candidates_per_pass)."""
+    ablation: AblationForm = "projection"
+    """'projection': Arditi's h - r r^T h; 'affine': h - r r^T (h - mu_l), mu_l the mean harmless
+    block input at the candidate's position (affine concept editing, Marshall et al. 2024)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,8 @@ class DirectionSelection:
     """Index into `candidates` of the selected direction; None when none passed."""
     mean_diffs: np.ndarray = field(repr=False)
     """[P, L, d] float64 raw differences of means, P positions in `offsets` order."""
+    harmless_means: np.ndarray = field(repr=False)
+    """[P, L, d] float64 mean harmless block inputs (the affine ablation's reference points)."""
     offsets: tuple[int, ...]
     baseline_harmful: float
     """Mean refusal log-odds on harmful validation prompts without intervention."""
@@ -157,11 +170,17 @@ class DirectionSelection:
         """[d] unit direction of the selected candidate."""
         return self.vector / np.linalg.norm(self.vector)
 
+    @property
+    def reference(self) -> np.ndarray:
+        """[L, d] mean harmless block inputs at the selected position (for affine ablation)."""
+        return self.harmless_means[self.offsets.index(self.best.position)]
+
     def to_json(self) -> dict[str, Any]:
         """Everything but the vectors, JSON-ready."""
         chosen = None if self.chosen is None else self.candidates[self.chosen].to_json()
         return {
             "method": "arditi-2024 difference of means at block inputs (resid_pre)",
+            "ablation": self.options.ablation,
             "chosen": chosen,
             "baseline_harmful_score": self.baseline_harmful,
             "baseline_harmless_score": self.baseline_harmless,
@@ -178,17 +197,20 @@ class DirectionSelection:
     def save(self, folder: str | Path) -> Path:
         """Write selection.json and direction.safetensors into `folder`; return the JSON path.
 
-        The safetensors file holds `mean_diffs.pos{offset}` [L, d] (raw, every layer, one per
-        position) and, when a candidate was chosen, `direction` [d] (unit) and `vector` [d]
-        (raw), all float32.
+        The safetensors file holds `mean_diffs.pos{offset}` and `harmless_means.pos{offset}`
+        [L, d] (raw, every layer, one per position) and, when a candidate was chosen,
+        `direction` [d] (unit), `vector` [d] (raw) and `reference` [L, d] (the harmless means at
+        its position), all float32.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "selection.json"
         atomic_write_json(path, self.to_json())
         tensors = {f"mean_diffs.pos{o}": self.mean_diffs[p] for p, o in enumerate(self.offsets)}
+        for p, o in enumerate(self.offsets):
+            tensors[f"harmless_means.pos{o}"] = self.harmless_means[p]
         if self.chosen is not None:
-            tensors.update(direction=self.direction, vector=self.vector)
+            tensors.update(direction=self.direction, vector=self.vector, reference=self.reference)
         save_file(
             {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
             str(folder / "direction.safetensors"),
@@ -242,8 +264,9 @@ def mean_differences(
     harmless: Sequence[str],
     batch_size: int = 16,
     progress: ProgressLike = None,
-) -> tuple[np.ndarray, tuple[int, ...]]:
-    """[P, L, d] mean(harmful) - mean(harmless) block inputs at the post-instruction positions."""
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """[P, L, d] mean(harmful) - mean(harmless) and mean(harmless) block inputs at the
+    post-instruction positions, and those positions' offsets."""
     sink = _MeanSink()
     prompts = [*harmful, *harmless]
     labels: list[Label] = ["harmful"] * len(harmful) + ["harmless"] * len(harmless)
@@ -260,7 +283,8 @@ def mean_differences(
         sink=sink,
         progress=progress,
     )
-    return sink.mean("harmful") - sink.mean("harmless"), spec.offsets
+    harmless_mean = sink.mean("harmless")
+    return sink.mean("harmful") - harmless_mean, harmless_mean, spec.offsets
 
 
 # ---- vectorised scoring ----------------------------------------------------------------------
@@ -268,9 +292,14 @@ def mean_differences(
 
 @dataclass(frozen=True)
 class Plan:
-    """One row group's intervention: a unit direction to ablate, or a vector to add at a layer."""
+    """One row group's intervention: a unit direction to ablate, or a vector to add at a layer.
+
+    `reference` [L, d] makes the ablation affine: block inputs keep the reference's coordinate
+    along the direction, layer by layer, instead of zero.
+    """
 
     direction: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
     layer: int | None = None
     vector: torch.Tensor | None = None
 
@@ -302,12 +331,16 @@ def _row_interventions(
         if any(p.direction is not None for p in plans):
             R = rows([p.direction if p.direction is not None else zero for p in plans])
 
-            def project(h: torch.Tensor) -> torch.Tensor:
+            def project(h: torch.Tensor, S: torch.Tensor | None = None) -> torch.Tensor:
                 x, r = cast(h, h), cast(h, R)
-                return (x - (x * r).sum(-1, keepdim=True) * r).to(h.dtype)
+                out = x - (x * r).sum(-1, keepdim=True) * r
+                return (out if S is None else out + cast(h, S)).to(h.dtype)
 
             for index, block in enumerate(adapter.layers):
-                pre = _edit_input(project)
+                S = None
+                if any(p.reference is not None for p in plans):
+                    S = rows([_shift(p, index, zero) for p in plans])
+                pre = _edit_input(lambda h, S=S: project(h, S))
                 handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
                 for writer in _sublayer_outputs(adapter, index):
                     handles.append(
@@ -326,6 +359,14 @@ def _row_interventions(
                 adapter.layers[layer].register_forward_pre_hook(pre, with_kwargs=True, prepend=True)
             )
         yield
+
+
+def _shift(plan: Plan, layer: int, zero: torch.Tensor) -> torch.Tensor:
+    """(r . mu_l) r: the plan's reference component along its direction at `layer` (or 0)."""
+    if plan.direction is None or plan.reference is None:
+        return zero
+    r = plan.direction.to(torch.float64)
+    return (r @ plan.reference[layer].to(torch.float64)) * r
 
 
 def plan_scores(
@@ -422,6 +463,7 @@ def _score_candidates(
     adapter: ModelAdapter,
     vectors: list[np.ndarray],
     layers: list[int],
+    references: list[np.ndarray | None],
     harmful: list[str],
     harmless: list[str],
     opts: SelectionOptions,
@@ -429,7 +471,13 @@ def _score_candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per candidate: mean ablated harmful score, mean steered harmless score, mean KL."""
     ids = refusal_tokens(tokenizer)
-    ablations = [Plan(direction=torch.as_tensor(v / np.linalg.norm(v))) for v in vectors]
+    ablations = [
+        Plan(
+            direction=torch.as_tensor(v / np.linalg.norm(v)),
+            reference=None if ref is None else torch.as_tensor(ref),
+        )
+        for v, ref in zip(vectors, references, strict=True)
+    ]
     steerings = [
         Plan(layer=layer, vector=torch.as_tensor(opts.steering_coeff * v))
         for v, layer in zip(vectors, layers, strict=True)
@@ -475,8 +523,10 @@ def select_direction(
     opts = options or SelectionOptions()
     if opts.batch_size < 1 or opts.candidates_per_pass < 1:
         raise ValueError("batch_size and candidates_per_pass must be >= 1")
+    if opts.ablation not in ABLATION_FORMS:
+        raise SelectionError(f"ablation must be one of {ABLATION_FORMS}, got {opts.ablation!r}")
     _check_sets(harmful_train, harmless_train, harmful_val, harmless_val)
-    diffs, offsets = mean_differences(
+    diffs, harmless_means, offsets = mean_differences(
         model, tokenizer, adapter, harmful_train, harmless_train, opts.batch_size, progress
     )
     n_pos, n_layers, _ = diffs.shape
@@ -493,6 +543,7 @@ def select_direction(
         adapter,
         [diffs[p, layer] for layer, p in live],
         [layer for layer, _ in live],
+        [harmless_means[p] if opts.ablation == "affine" else None for _, p in live],
         harmful,
         harmless,
         opts,
@@ -522,6 +573,7 @@ def select_direction(
         candidates=tuple(candidates),
         chosen=min(passed, key=lambda i: candidates[i].ablation_score) if passed else None,
         mean_diffs=diffs,
+        harmless_means=harmless_means,
         offsets=tuple(offsets),
         baseline_harmful=float(refusal_score(model, tokenizer, harmful, ids).mean()),
         baseline_harmless=float(refusal_score(model, tokenizer, harmless, ids).mean()),

@@ -43,6 +43,13 @@ class Mode(StrEnum):
     band = "band"
 
 
+class Ablation(StrEnum):
+    """How directions are removed: to zero, or to the mean harmless coordinate."""
+
+    projection = "projection"
+    affine = "affine"
+
+
 class Band(StrEnum):
     """The effective-rank audit's layer bands."""
 
@@ -83,7 +90,11 @@ def _select_basis(
     val = args["val_fraction"]
     h_train, h_val = split_prompts(harmful, (1 - val, val), args["seed"])
     l_train, l_val = split_prompts(harmless, (1 - val, val), args["seed"])
-    options = SelectionOptions(kl_threshold=args["kl_threshold"], batch_size=args["batch_size"])
+    options = SelectionOptions(
+        kl_threshold=args["kl_threshold"],
+        batch_size=args["batch_size"],
+        ablation=args["ablation"],
+    )
     selection = select_direction(
         loaded.model, loaded.tokenizer, loaded.adapter, h_train, l_train, h_val, l_val, options
     )
@@ -97,6 +108,7 @@ def _select_basis(
         f"{best.ablation_score:.3f}, steering {best.steering_score:.3f}, KL {best.kl:.4f} "
         f"({path})"
     )
+    args["selection_reference"] = selection.reference
     source = f"Arditi selection: layer {best.layer}, position {best.position}"
     return named_basis("arditi", selection.direction, source, best.layer)
 
@@ -201,6 +213,13 @@ def ablate_command(
     ] = None,
     k: Annotated[str | None, typer.Option("--k", help="Doses, e.g. 1,2,4 (default 1,2,4)")] = None,
     mode: Annotated[Mode, typer.Option(help="all_layers (Arditi) or band")] = Mode.all_layers,
+    ablation: Annotated[
+        Ablation,
+        typer.Option(
+            help="projection (Arditi: h - UU^T h) or affine (h - UU^T (h - mu), mu the mean "
+            "harmless activation per layer, Marshall et al. 2024)"
+        ),
+    ] = Ablation.projection,
     band: Annotated[Band, typer.Option(help="Layer band for --mode band")] = Band.narrow,
     harmful: Annotated[
         str, typer.Option(help="Harmful prompts to find directions: a file or organism:SPLIT[:N]")
@@ -234,15 +253,18 @@ def ablate_command(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
 ) -> None:
     """Ablate k directions of each basis, measure refusal against k with a random-null band."""
-    from skindeep.dose import DoseOptions, dose_response, weight_check
+    from skindeep.dose import DoseOptions, dose_response, harmless_reference, weight_check
     from skindeep.interventions import bands
     from skindeep.models import load_model
 
     ks = parse_ks(k)
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
-    if check_weights and mode is Mode.band:
-        raise ConfigError("--check-weights compares with all_layers ablation; drop --mode band")
+    if check_weights and (mode is Mode.band or ablation is Ablation.affine):
+        raise ConfigError(
+            "--check-weights compares with all_layers projection ablation; drop --mode band "
+            "and --ablation affine"
+        )
     if base is not None and not any(d in ACTIVATION_KINDS for d in directions):
         raise ConfigError("--base is only used by --directions pca, cpca or svd")
     sets = {
@@ -270,6 +292,7 @@ def ablate_command(
         "seed": seed,
         "val_fraction": val_fraction,
         "kl_threshold": kl_threshold,
+        "ablation": ablation.value,
         "out": out,
     }
     found = _bases(loaded, base_loaded, sets["harmful"], sets["harmless"], args)
@@ -284,7 +307,19 @@ def ablate_command(
         seed=seed,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        ablation=ablation.value,  # type: ignore[arg-type]
     )
+    reference = None
+    if ablation is Ablation.affine:
+        # Selection scored candidates against the harmless means at its own position; reuse them.
+        reference = args.get("selection_reference") if mode is Mode.all_layers else None
+        if reference is None:
+            reference = harmless_reference(
+                loaded,
+                list(sets["harmless"]),
+                mode.value,
+                batch_size=batch_size,  # type: ignore[arg-type]
+            )
     with progress() as bar:
         result = dose_response(
             loaded.model,
@@ -295,6 +330,7 @@ def ablate_command(
             list(sets["eval_harmless"]),
             options,
             progress=bar,
+            reference=reference,
         )
     data, figure = result.save(out)
     checks: dict[str, dict[int, float]] = {}

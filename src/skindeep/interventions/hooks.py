@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import nn
@@ -32,18 +33,51 @@ def project_out(x: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
 
 
 class _Projector:
-    """Applies h <- h - U U^T h in at least float32, caching U per device and dtype."""
+    """Applies h <- h - U U^T h + s in at least float32, caching U and s per device and dtype.
 
-    def __init__(self, U: torch.Tensor) -> None:
+    `shift` s = U U^T mu is the reference point's component in span(U) (zero for plain
+    projection): affine ablation moves every activation's U-coordinates to those of mu.
+    """
+
+    def __init__(self, U: torch.Tensor, shift: torch.Tensor | None = None) -> None:
         self.U = U
-        self._cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self.shift = shift
+        self._cache: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         dtype = torch.promote_types(h.dtype, torch.float32)
         key = (h.device, dtype)
         if key not in self._cache:
-            self._cache[key] = self.U.to(device=h.device, dtype=dtype)
-        return project_out(h.to(dtype), self._cache[key]).to(h.dtype)
+            parts = (self.U,) if self.shift is None else (self.U, self.shift)
+            self._cache[key] = tuple(t.to(device=h.device, dtype=dtype) for t in parts)
+        cached = self._cache[key]
+        out = project_out(h.to(dtype), cached[0])
+        if len(cached) == 2:
+            out = out + cached[1]
+        return out.to(h.dtype)
+
+
+def reference_shifts(
+    U: torch.Tensor, reference: ArrayLike | torch.Tensor | None, num_layers: int
+) -> list[torch.Tensor | None]:
+    """Per layer, U U^T mu_l for a reference [d] (every layer) or [L, d]; Nones without one.
+
+    The reference is typically the mean harmless activation at the hooked site (affine concept
+    editing, Marshall et al. 2024): ablation then moves activations to the harmless level along
+    U instead of to zero, which matters where harmless activations sit far from the origin.
+    """
+    if reference is None:
+        return [None] * num_layers
+    ref = torch.as_tensor(np.asarray(reference, dtype=np.float64))
+    d = U.shape[0]
+    if ref.ndim == 1:
+        ref = ref.expand(num_layers, -1)
+    if ref.shape != (num_layers, d) or not torch.isfinite(ref).all():
+        raise ValueError(
+            f"reference must be [{d}] or [{num_layers}, {d}] finite values (one mean per layer), "
+            f"got shape {tuple(ref.shape)}"
+        )
+    return [U @ (U.T @ ref[i]) for i in range(num_layers)]
 
 
 def _mark(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -127,6 +161,7 @@ def ablate(
     basis: ArrayLike | torch.Tensor,
     mode: AblationMode = "all_layers",
     layers: Sequence[int] | int | None = None,
+    reference: ArrayLike | torch.Tensor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Remove the span of `basis` from the residual stream while the context is open.
 
@@ -136,9 +171,16 @@ def ablate(
     residual stream never holds U (in pre-norm models; a post-sublayer norm re-mixes it until
     the next block input). Mode "band" projects only the outputs of the blocks in `layers`, at
     all positions (the effective-rank audit's band ablation).
+
+    With a `reference` ([d], or [L, d] one per layer: the mean harmless activation at the hooked
+    site, block inputs for "all_layers", block outputs for "band") the ablation is affine:
+    h <- h - U U^T (h - mu_l) at block inputs (resp. the band's outputs), so activations keep
+    the reference's coordinates along U instead of zero; attention and MLP outputs still write
+    nothing along U.
     """
     _check_model(model, adapter)
     U = orthonormal_basis(basis, adapter.hidden_size)
+    shifts = reference_shifts(U, reference, adapter.num_layers)
     project = _Projector(U)
     handles: list[RemovableHandle] = []
     with _registered(handles):
@@ -146,7 +188,7 @@ def ablate(
             if layers is not None:
                 raise ValueError("mode 'all_layers' hooks every layer; pass layers only for 'band'")
             for index, block in enumerate(adapter.layers):
-                pre = _edit_input(project)
+                pre = _edit_input(_Projector(U, shifts[index]))
                 handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
                 for writer in _sublayer_outputs(adapter, index):
                     handles.append(
@@ -157,7 +199,8 @@ def ablate(
                 raise ValueError("mode 'band' needs the layer indices to ablate (see `bands`)")
             for index in _layer_indices(adapter, layers):
                 block = adapter.layers[index]
-                handles.append(block.register_forward_hook(_edit_output(project), prepend=True))
+                edit = _edit_output(_Projector(U, shifts[index]))
+                handles.append(block.register_forward_hook(edit, prepend=True))
         else:
             raise ValueError(f"unknown ablation mode {mode!r}; choose 'all_layers' or 'band'")
         yield U
