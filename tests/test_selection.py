@@ -96,6 +96,19 @@ def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) ->
     assert sel.to_json()["ablation"] == "affine"
 
 
+def test_midpoint_steering_cutoff_sits_between_the_baselines(loaded, sets) -> None:
+    """'midpoint' filters on the mean of the harmful and harmless baseline scores."""
+    sel = run(loaded, sets, steering_threshold="midpoint", kl_threshold=math.inf)
+    cutoff = 0.5 * (sel.baseline_harmful + sel.baseline_harmless)
+    assert sel.to_json()["steering_cutoff"] == pytest.approx(cutoff)
+    assert sel.baseline_harmless < cutoff < sel.baseline_harmful
+    for c in sel.candidates:
+        if c.norm > 0 and c.layer < 0.8 * loaded.adapter.num_layers:
+            assert ("steering" in c.reasons) == (not c.steering_score > cutoff)
+    with pytest.raises(SelectionError, match="a number or 'midpoint'"):
+        run(loaded, sets, steering_threshold="half")
+
+
 def test_filters_choice_and_files(loaded, sets, tmp_path) -> None:
     """Every candidate is kept with its reasons; the winner is the lowest passing score."""
     n_layers = loaded.adapter.num_layers

@@ -83,8 +83,13 @@ class SelectionOptions:
     """Discard candidates at layers l >= max_layer_fraction * L."""
     kl_threshold: float = 0.1
     """Discard candidates whose ablation moves harmless next-token distributions more (nats)."""
-    steering_threshold: float = 0.0
-    """Keep only candidates whose steering score (harmless refusal log-odds) exceeds this."""
+    steering_threshold: float | Literal["midpoint"] = 0.0
+    """Keep only candidates whose steering score (harmless refusal log-odds) exceeds this.
+
+    0 (Arditi) asks that steering make a refusal opening more likely than not; "midpoint" asks
+    that it move harmless prompts at least halfway from their baseline score to the harmful
+    baseline, for models that refuse greedily with low confidence (p(refusal token) < 0.5
+    even on harmful prompts), where no candidate can pass 0."""
     steering_coeff: float = 1.0
     """Multiple of the raw difference-of-means vector added when steering."""
     batch_size: int = 16
@@ -184,6 +189,9 @@ class DirectionSelection:
             "chosen": chosen,
             "baseline_harmful_score": self.baseline_harmful,
             "baseline_harmless_score": self.baseline_harmless,
+            "steering_cutoff": steering_cutoff(
+                self.options, self.baseline_harmful, self.baseline_harmless
+            ),
             "refusal_token_ids": list(self.refusal_token_ids),
             "positions": list(self.offsets),
             "num_layers": int(self.mean_diffs.shape[1]),
@@ -443,8 +451,23 @@ def _check_sets(
         )
 
 
+def steering_cutoff(
+    opts: SelectionOptions, baseline_harmful: float, baseline_harmless: float
+) -> float:
+    """The numeric steering threshold: the option itself, or the midpoint of the baselines."""
+    if opts.steering_threshold == "midpoint":
+        return 0.5 * (baseline_harmful + baseline_harmless)
+    return float(opts.steering_threshold)
+
+
 def _filter_reasons(
-    layer: int, norm: float, kl: float, steering: float, num_layers: int, opts: SelectionOptions
+    layer: int,
+    norm: float,
+    kl: float,
+    steering: float,
+    num_layers: int,
+    opts: SelectionOptions,
+    steering_min: float,
 ) -> tuple[str, ...]:
     """Codes of the filters a candidate fails, in REASONS order."""
     if norm == 0.0:
@@ -452,7 +475,7 @@ def _filter_reasons(
     failed = {
         "layer": layer >= opts.max_layer_fraction * num_layers,
         "kl": not kl <= opts.kl_threshold,
-        "steering": not steering > opts.steering_threshold,
+        "steering": not steering > steering_min,
     }
     return tuple(code for code, bad in failed.items() if bad)
 
@@ -525,6 +548,10 @@ def select_direction(
         raise ValueError("batch_size and candidates_per_pass must be >= 1")
     if opts.ablation not in ABLATION_FORMS:
         raise SelectionError(f"ablation must be one of {ABLATION_FORMS}, got {opts.ablation!r}")
+    if isinstance(opts.steering_threshold, str) and opts.steering_threshold != "midpoint":
+        raise SelectionError(
+            f"steering_threshold must be a number or 'midpoint', got {opts.steering_threshold!r}"
+        )
     _check_sets(harmful_train, harmless_train, harmful_val, harmless_val)
     diffs, harmless_means, offsets = mean_differences(
         model, tokenizer, adapter, harmful_train, harmless_train, opts.batch_size, progress
@@ -550,6 +577,10 @@ def select_direction(
         progress,
     )
     scored = {key: (ablated[i], steered[i], kls[i]) for i, key in enumerate(live)}
+    ids = refusal_tokens(tokenizer)
+    baseline_harmful = float(refusal_score(model, tokenizer, harmful, ids).mean())
+    baseline_harmless = float(refusal_score(model, tokenizer, harmless, ids).mean())
+    steering_min = steering_cutoff(opts, baseline_harmful, baseline_harmless)
     template = fmt_adapter.post_instruction_tokens()
     candidates = []
     for layer, p in grid:
@@ -564,19 +595,18 @@ def select_direction(
                 ablation_score=abl,
                 steering_score=steer,
                 kl=kl,
-                reasons=_filter_reasons(layer, norm, kl, steer, n_layers, opts),
+                reasons=_filter_reasons(layer, norm, kl, steer, n_layers, opts, steering_min),
             )
         )
     passed = [i for i, c in enumerate(candidates) if c.passed]
-    ids = refusal_tokens(tokenizer)
     return DirectionSelection(
         candidates=tuple(candidates),
         chosen=min(passed, key=lambda i: candidates[i].ablation_score) if passed else None,
         mean_diffs=diffs,
         harmless_means=harmless_means,
         offsets=tuple(offsets),
-        baseline_harmful=float(refusal_score(model, tokenizer, harmful, ids).mean()),
-        baseline_harmless=float(refusal_score(model, tokenizer, harmless, ids).mean()),
+        baseline_harmful=baseline_harmful,
+        baseline_harmless=baseline_harmless,
         refusal_token_ids=tuple(ids),
         n_prompts={
             "harmful_train": len(harmful_train),

@@ -70,6 +70,18 @@ def parse_ks(text: str | None) -> tuple[int, ...] | None:
     return ks
 
 
+def parse_threshold(text: str) -> float | str:
+    """'midpoint' or a number, for --steering-threshold."""
+    if text == "midpoint":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"--steering-threshold {text!r}: expected a number or 'midpoint'"
+        ) from None
+
+
 def _disjoint(find: PromptSet, evaluate: PromptSet) -> None:
     """Held-out evaluation prompts must not be among those used to find directions."""
     shared = set(find) & set(evaluate)
@@ -94,6 +106,7 @@ def _select_basis(
         kl_threshold=args["kl_threshold"],
         batch_size=args["batch_size"],
         ablation=args["ablation"],
+        steering_threshold=args["steering_threshold"],
     )
     selection = select_direction(
         loaded.model, loaded.tokenizer, loaded.adapter, h_train, l_train, h_val, l_val, options
@@ -241,6 +254,13 @@ def ablate_command(
     kl_threshold: Annotated[
         float, typer.Option(help="select: discard candidates with harmless KL above this")
     ] = 0.1,
+    steering_threshold: Annotated[
+        str,
+        typer.Option(
+            help="select: keep candidates whose steering score exceeds this number, or "
+            "'midpoint' (halfway from the harmless to the harmful baseline score)"
+        ),
+    ] = "0",
     seed: Annotated[int, typer.Option(help="Seed of splits and random nulls")] = 0,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt")] = 64,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch")] = 16,
@@ -293,6 +313,7 @@ def ablate_command(
         "val_fraction": val_fraction,
         "kl_threshold": kl_threshold,
         "ablation": ablation.value,
+        "steering_threshold": parse_threshold(steering_threshold),
         "out": out,
     }
     found = _bases(loaded, base_loaded, sets["harmful"], sets["harmless"], args)
