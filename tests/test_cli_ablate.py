@@ -11,7 +11,8 @@ import pytest
 from safetensors.numpy import save_file
 
 from skindeep.cli import main
-from skindeep.dose import DoseOptions, dose_response, load_basis
+from skindeep.dose import DoseOptions, dose_response, harmless_reference, load_basis
+from skindeep.interventions import bands
 from skindeep.models import load_model
 from skindeep.prompts import organism_prompts
 
@@ -83,6 +84,69 @@ def test_select_writes_selection(organism, tmp_path, monkeypatch, capsys) -> Non
     assert (tmp_path / "direction.safetensors").is_file()
 
 
+def test_affine_file_directions_match_api(
+    organism, directions, tmp_path, monkeypatch, capsys
+) -> None:
+    """--ablation affine: the reference is the harmless finding prompts' last-token block-input
+    mean, recorded in dose.json, and the curve equals dose_response with that reference."""
+    args = ["ablate", "--model", str(organism), "--directions", str(directions), "--key", "basis"]
+    args += ["--k", "1", "--ablation", "affine", "--out", str(tmp_path), *SETS]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "dose.json").read_text())
+    assert data["options"]["ablation"] == "affine"
+    assert "16 --harmless prompts, last token" in data["reference"]
+    lm = load_model(organism)
+    harmless_find = list(organism_prompts(False, "train", n=16))
+    reference = harmless_reference(lm, harmless_find)
+    assert reference.shape == (lm.adapter.num_layers, 64)
+    opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=8, batch_size=16, ablation="affine")
+    harmful = list(organism_prompts(True, "heldout", n=8))
+    harmless = list(organism_prompts(False, "heldout", n=8))
+    basis = load_basis(directions, 64, "basis")
+    api = dose_response(
+        lm.model, lm.tokenizer, lm.adapter, [basis], harmful, harmless, opts, reference=reference
+    )
+    assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
+    plain = dose_response(
+        lm.model,
+        lm.tokenizer,
+        lm.adapter,
+        [basis],
+        harmful,
+        harmless,
+        DoseOptions(ks=(1,), n_random=3, max_new_tokens=8, batch_size=16),
+    )
+    assert plain.curves[0].points[0].score != pytest.approx(api.curves[0].points[0].score)
+
+
+def test_band_mode_runs_the_wide_band(organism, directions, tmp_path, monkeypatch, capsys) -> None:
+    """--mode band --band wide ablates the block outputs of the audit's wide band."""
+    args = ["ablate", "--model", str(organism), "--directions", str(directions), "--key", "basis"]
+    args += ["--k", "2", "--mode", "band", "--band", "wide", "--out", str(tmp_path), *SETS]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    data = json.loads((tmp_path / "dose.json").read_text())
+    lm = load_model(organism)
+    wide = bands(lm.adapter.num_layers).wide
+    assert data["options"]["mode"] == "band" and data["options"]["layers"] == wide
+    opts = DoseOptions(
+        ks=(2,), mode="band", layers=tuple(wide), n_random=3, max_new_tokens=8, batch_size=16
+    )
+    harmful = list(organism_prompts(True, "heldout", n=8))
+    harmless = list(organism_prompts(False, "heldout", n=8))
+    basis = load_basis(directions, 64, "basis")
+    api = dose_response(lm.model, lm.tokenizer, lm.adapter, [basis], harmful, harmless, opts)
+    assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
+
+
+def test_real_model_needs_prompt_files(tmp_path, monkeypatch, capsys) -> None:
+    """A model that is not an organism cannot silently use the organism-language defaults."""
+    args = ["ablate", "--model", str(tmp_path), "--directions", "select"]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and "is not a skindeep organism" in err and "--harmful" in err, err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -93,6 +157,8 @@ def test_select_writes_selection(organism, tmp_path, monkeypatch, capsys) -> Non
         (["--directions", "/no/dirs.safetensors"], "does not exist"),
         (["--directions", "pca"], "pass a base model"),
         (["--directions", "FILE", "--mode", "band", "--check-weights"], "drop --mode band"),
+        (["--directions", "FILE", "--ablation", "affine", "--check-weights"], "--ablation affine"),
+        (["--directions", "select", "--steering-threshold", "half"], "a number or 'midpoint'"),
         (["--directions", "FILE", "--eval-harmful", "organism:train:16"], "also used to find"),
         (["--directions", "FILE", "--k", "0"], "positive integers"),
     ],

@@ -61,6 +61,15 @@ def test_load_basis_shapes_and_errors(tmp_path) -> None:
             load_basis(path, d, key, layer)
     with pytest.raises(BasisError, match="does not exist"):
         load_basis(tmp_path / "missing.safetensors", d)
+    # directions saved from torch in bfloat16 (which numpy cannot represent) load too
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    bf16 = tmp_path / "bf16.safetensors"
+    save_torch({"direction": torch.as_tensor(tensors["vec"]).to(torch.bfloat16)}, str(bf16))
+    got = load_basis(bf16, d).basis[:, 0]
+    want = torch.as_tensor(tensors["vec"]).to(torch.bfloat16).double().numpy()
+    assert abs(got @ want / np.linalg.norm(want)) == pytest.approx(1.0, abs=1e-9)
     with pytest.raises(BasisError, match="k=4 is larger than the 3"):
         cols.first(4)
 

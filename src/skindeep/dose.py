@@ -108,7 +108,7 @@ def load_basis(
     if not path.is_file():
         raise BasisError(f"direction file {path} does not exist")
     try:
-        with safe_open(str(path), framework="numpy") as fh:
+        with safe_open(str(path), framework="pt") as fh:  # numpy cannot read bfloat16
             keys = list(fh.keys())
             if key is None:
                 if len(keys) != 1 and "direction" not in keys:
@@ -118,7 +118,7 @@ def load_basis(
                 key = keys[0] if len(keys) == 1 else "direction"
             if key not in keys:
                 raise BasisError(f"{path} has no tensor {key!r}; keys: {', '.join(keys) or '-'}")
-            tensor = np.asarray(fh.get_tensor(key), dtype=np.float64)
+            tensor = fh.get_tensor(key).to(torch.float64).numpy()
     except SafetensorError as exc:
         raise BasisError(f"{path} is not a readable safetensors file: {exc}") from exc
     matrix = _pick_layer(tensor, hidden_size, layer, f"{path}[{key}]")
@@ -207,8 +207,9 @@ def activation_basis(
     eigenvectors of cov(H_aligned) - alpha cov(H_base) (Skin-Deep, paper); svd: left singular
     vectors of M_template = H_aligned - H_base on harmful prompts (the audit's headline matrix),
     or without a base of M_aligned = H_aligned(chat) - H_aligned(raw). The base is fed the aligned
-    chat template. `layer` defaults to the layer whose first direction best separates harmful from
-    harmless aligned activations (largest |Cohen's d|, the Skin-Deep peak layer).
+    chat template. `layer` defaults to the Skin-Deep peak layer: the largest |Cohen's d|, harmful
+    vs harmless, of the projection onto the layer's first direction (of D_l for pca, as in the
+    released code; of the aligned activations for cpca, as in the paper, and for svd).
     """
     if kind not in BASIS_KINDS:
         raise BasisError(f"unknown basis kind {kind!r}; choose one of {', '.join(BASIS_KINDS)}")
@@ -233,7 +234,10 @@ def activation_basis(
         effect = []
         for lay in range(n_layers):
             v = _layer_basis(kind, h_aligned[:, lay], h_ref[:, lay], mask, 1, alpha)[:, 0]
-            proj = h_aligned[:, lay].astype(np.float64) @ v
+            rows = h_aligned[:, lay].astype(np.float64)
+            if kind == "pca":  # the released code's d_l projects D_l = H_aligned - H_base
+                rows = rows - h_ref[:, lay].astype(np.float64)
+            proj = rows @ v
             effect.append(abs(cohens_d(proj[mask], proj[~mask])))
         layer = int(np.nanargmax(effect))
     elif not -n_layers <= layer < n_layers:
@@ -342,6 +346,8 @@ class DoseResponse:
     options: DoseOptions
     n_harmful: int
     n_harmless: int
+    reference: str | None = None
+    """How the affine reference points were computed (None for projection)."""
 
     def curve(self, name: str) -> DoseCurve:
         """The curve of the basis called `name`."""
@@ -358,6 +364,7 @@ class DoseResponse:
         """The curve data, JSON-ready."""
         return {
             "options": asdict(self.options),
+            "reference": self.reference,
             "n_harmful": self.n_harmful,
             "n_harmless": self.n_harmless,
             "baseline": self.baseline.to_json(),
@@ -434,13 +441,15 @@ def dose_response(
     judge: Judge | None = None,
     progress: ProgressLike = None,
     reference: np.ndarray | None = None,
+    reference_note: str = "mean harmless activations per layer",
 ) -> DoseResponse:
     """Refusal against k for every basis and for `n_random` random nulls of each k.
 
     Prompts are plain texts, formatted per `options.fmt`; `judge` defaults to the keyword judge.
     Every k must be available from every basis (BasisError otherwise). Affine ablation needs
     `reference` [L, d], the mean harmless activations at the hooked site (`harmless_reference`);
-    bases and random nulls are ablated against the same reference.
+    bases and random nulls are ablated against the same reference, described by `reference_note`
+    in the result.
     """
     opts = options or DoseOptions()
     if not opts.ks or min(opts.ks) < 1:
@@ -494,7 +503,8 @@ def dose_response(
         NullBand(k, tuple(point(U, k) for U in random_nulls(d, k, opts.n_random, opts.seed + k)))
         for k in opts.ks
     )
-    return DoseResponse(baseline, curves, nulls, opts, len(harmful), len(harmless or ()))
+    note = reference_note if reference is not None else None
+    return DoseResponse(baseline, curves, nulls, opts, len(harmful), len(harmless or ()), note)
 
 
 def harmless_reference(

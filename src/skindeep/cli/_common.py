@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -29,3 +31,28 @@ def progress() -> Progress:
         console=console,
         transient=False,
     )
+
+
+def is_organism(model: str) -> bool:
+    """Whether `model` is a folder of a skindeep model organism (it holds organism.json)."""
+    return (Path(model).expanduser() / "organism.json").is_file()
+
+
+def require_real_data(model: str, options: Mapping[str, str]) -> None:
+    """Organism-language defaults are meaningless for a real model: ask for files instead.
+
+    `options` maps each data option's flag (e.g. "--harmful") to its value; a value naming the
+    organism language (`organism` or `organism:...`) on a model that is not an organism is a
+    ConfigError, raised before any model is loaded.
+    """
+    from skindeep.errors import ConfigError
+
+    if is_organism(model):
+        return
+    organism = [flag for flag, value in options.items() if value.split(":")[0] == "organism"]
+    if organism:
+        raise ConfigError(
+            f"{model} is not a skindeep organism, but {', '.join(organism)} "
+            f"{'uses' if len(organism) == 1 else 'use'} the organism language (the default); "
+            "pass prompt files for a real model (e.g. AdvBench and Alpaca)"
+        )

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skindeep.cache import atomic_write_json
-from skindeep.cli._common import console, progress
+from skindeep.cli._common import console, progress, require_real_data
 from skindeep.cli.refusal import resolve_prompts
 from skindeep.errors import ConfigError, PromptError
 from skindeep.prompts import PromptSet, check_pair, split_prompts
@@ -122,6 +122,7 @@ def _select_basis(
         f"({path})"
     )
     args["selection_reference"] = selection.reference
+    args["selection_position"] = best.position
     source = f"Arditi selection: layer {best.layer}, position {best.position}"
     return named_basis("arditi", selection.direction, source, best.layer)
 
@@ -274,7 +275,7 @@ def ablate_command(
 ) -> None:
     """Ablate k directions of each basis, measure refusal against k with a random-null band."""
     from skindeep.dose import DoseOptions, dose_response, harmless_reference, weight_check
-    from skindeep.interventions import bands
+    from skindeep.interventions import bands, writer_paths
     from skindeep.models import load_model
 
     ks = parse_ks(k)
@@ -287,6 +288,15 @@ def ablate_command(
         )
     if base is not None and not any(d in ACTIVATION_KINDS for d in directions):
         raise ConfigError("--base is only used by --directions pca, cpca or svd")
+    require_real_data(
+        model,
+        {
+            "--harmful": harmful,
+            "--harmless": harmless,
+            "--eval-harmful": eval_harmful,
+            "--eval-harmless": eval_harmless,
+        },
+    )
     sets = {
         name: resolve_prompts(text, column, is_harmful, seed)
         for name, text, is_harmful in (
@@ -301,6 +311,8 @@ def ablate_command(
     for find, held in (("harmful", "eval_harmful"), ("harmless", "eval_harmless")):
         _disjoint(sets[find], sets[held])
     loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
+    if check_weights:  # fail before the dose-response run, not after it
+        writer_paths(loaded.adapter)
     base_loaded = None if base is None else load_model(base, dtype=dtype, device=device)
     args = {
         "directions": list(directions),
@@ -330,16 +342,24 @@ def ablate_command(
         batch_size=batch_size,
         ablation=ablation.value,  # type: ignore[arg-type]
     )
-    reference = None
+    reference, note = None, ""
     if ablation is Ablation.affine:
-        # Selection scored candidates against the harmless means at its own position; reuse them.
+        # One reference for every basis and null: with `select`, the harmless means at the
+        # selected position (those its candidates were scored against), else at the last token.
         reference = args.get("selection_reference") if mode is Mode.all_layers else None
+        site = "block inputs" if mode is Mode.all_layers else "block outputs"
         if reference is None:
             reference = harmless_reference(
                 loaded,
                 list(sets["harmless"]),
-                mode.value,
-                batch_size=batch_size,  # type: ignore[arg-type]
+                mode.value,  # type: ignore[arg-type]
+                batch_size=batch_size,
+            )
+            note = f"mean {site} of the {len(sets['harmless'])} --harmless prompts, last token"
+        else:
+            note = (
+                f"mean {site} of the selection's harmless training split at template position "
+                f"{args['selection_position']}"
             )
     with progress() as bar:
         result = dose_response(
@@ -352,6 +372,7 @@ def ablate_command(
             options,
             progress=bar,
             reference=reference,
+            reference_note=note,
         )
     data, figure = result.save(out)
     checks: dict[str, dict[int, float]] = {}

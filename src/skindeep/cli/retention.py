@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skindeep.cli._common import console, progress
+from skindeep.cli._common import console, progress, require_real_data
 from skindeep.errors import ConfigError
 
 
@@ -121,6 +121,15 @@ def retention(
         raise ConfigError(f"invalid retention settings:\n{exc}") from exc
     if n_eval < 1:
         raise ConfigError(f"--n-eval must be >= 1, got {n_eval}")
+    source = resolve_model(model)
+    require_real_data(
+        source,
+        {
+            "--benign": benign,
+            "--harmful": harmful,
+            **({"--harmless": harmless} if harmless else {}),
+        },
+    )
     excluded = load_prompts(exclude) if exclude else ()
     if benign == "organism":
         pairs = organism_pairs()
@@ -137,7 +146,6 @@ def retention(
         harmless_set = organism_heldout(False, n_eval, exclude=excluded)
     else:
         harmless_set = load_prompts(harmless, prompt_column, limit=n_eval)
-    source = resolve_model(model)
     if threads is None and (Path(source) / "organism.json").is_file():
         threads = 1  # tiny matrices: one thread is fastest and never spin-waits
     if threads is not None:

@@ -21,13 +21,16 @@ from skindeep.interventions.hooks import (
 from skindeep.interventions.weights import (
     InexactOrthogonalizationError,
     InexactOrthogonalizationWarning,
+    OrthogonalizationError,
     orthogonalize_weights,
+    writer_paths,
 )
 
 __all__ = [
     "Bands",
     "InexactOrthogonalizationError",
     "InexactOrthogonalizationWarning",
+    "OrthogonalizationError",
     "ablate",
     "add_activation",
     "bands",
@@ -38,4 +41,5 @@ __all__ = [
     "random_nulls",
     "random_orthonormal",
     "spread_layers",
+    "writer_paths",
 ]

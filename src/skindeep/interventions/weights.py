@@ -25,6 +25,10 @@ class InexactOrthogonalizationError(SkindeepError):
     """Sublayer outputs are normalised before the residual add, so weight edits are inexact."""
 
 
+class OrthogonalizationError(SkindeepError):
+    """The model has no single output projection per sublayer to orthogonalise."""
+
+
 class InexactOrthogonalizationWarning(UserWarning):
     """Weight orthogonalisation was done anyway on a model where it does not match hook ablation."""
 
@@ -84,6 +88,31 @@ def _untie_lm_head(model: nn.Module, adapter: ModelAdapter) -> None:
             config.tie_word_embeddings = False
 
 
+def writer_paths(adapter: ModelAdapter, allow_inexact: bool = False) -> list[str]:
+    """Module paths of every attention and MLP output projection, after checking that weight
+    orthogonalisation can be exact here (InexactOrthogonalizationError, or a warning with
+    `allow_inexact`); OrthogonalizationError where a block has no single output projection."""
+    if adapter.has_post_sublayer_norm:
+        message = (
+            f"{type(adapter.model).__name__} normalises sublayer outputs before the residual add, "
+            "so orthogonalised weights do not reproduce hook ablation; use `ablate` instead"
+        )
+        if not allow_inexact:
+            raise InexactOrthogonalizationError(message + " (or pass allow_inexact=True)")
+        warnings.warn(message, InexactOrthogonalizationWarning, stacklevel=3)
+    paths = []
+    for index in range(adapter.num_layers):
+        layer = adapter.layer(index)
+        for name, path in (("attention", layer.attn_out_path), ("MLP", layer.mlp_out_path)):
+            if path is None:
+                raise OrthogonalizationError(
+                    f"block {index} has no single {name} output projection to edit (e.g. a "
+                    "mixture of experts); use hook ablation instead"
+                )
+            paths.append(path)
+    return paths
+
+
 def orthogonalize_weights(
     model: nn.Module,
     adapter: ModelAdapter,
@@ -109,21 +138,7 @@ def orthogonalize_weights(
     if has_active_interventions(model):
         raise ValueError("leave every ablate/add_activation context before copying the model")
     U = orthonormal_basis(basis, adapter.hidden_size)
-    if adapter.has_post_sublayer_norm:
-        message = (
-            f"{type(model).__name__} normalises sublayer outputs before the residual add, so "
-            "orthogonalised weights do not reproduce hook ablation; use `ablate` instead"
-        )
-        if not allow_inexact:
-            raise InexactOrthogonalizationError(message + " (or pass allow_inexact=True)")
-        warnings.warn(message, InexactOrthogonalizationWarning, stacklevel=2)
-    paths = []
-    for index in range(adapter.num_layers):
-        layer = adapter.layer(index)
-        for name, path in (("attention", layer.attn_out_path), ("MLP", layer.mlp_out_path)):
-            if path is None:
-                raise ValueError(f"block {index} has no single {name} output projection to edit")
-            paths.append(path)
+    paths = writer_paths(adapter, allow_inexact)
     position_paths = [adapter.path_of(m) for m in _position_embeddings(model, adapter)]
 
     edited = copy.deepcopy(model)
