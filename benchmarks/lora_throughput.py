@@ -1,7 +1,8 @@
 """Benchmark: LoRA fine-tuning throughput of skindeep's loop vs `transformers.Trainer`.
 
 The same job both ways: same model, the same tokenized benign pairs (loss on responses only),
-LoRA r = 8 on all linear layers, AdamW with linear warm-up and decay, batch size and steps.
+LoRA r = 8 on all linear layers, the same AdamW and schedule (linear warm-up, linear decay to
+10%, passed to the Trainer as its optimizer), gradient clipping, batch size and steps.
 Each job is timed whole, from a loaded model and raw pairs to a trained adapter (tokenizing
 and wrapping included), repeated and interleaved; the table shows the median examples/second.
 The two samplers draw batches in different orders, so with n > batch size the padded widths
@@ -27,11 +28,12 @@ import transformers
 from peft import get_peft_model
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from skindeep.evaluation.generation import pad_token_id
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import organism_pairs
 from skindeep.finetune.train import finetune, lora_config, tokenize_pair
 from skindeep.models import load_model
-from skindeep.organisms.training import Tokenized, collate
+from skindeep.organisms.training import Tokenized, TrainConfig, collate, lr_lambda
 
 
 def default_model() -> Path:
@@ -72,7 +74,12 @@ def hf_trainer(path: Path, pairs, config: FinetuneConfig, device: str) -> tuple[
     torch.manual_seed(0)
     model = get_peft_model(lm.model, lora_config(config))
     features = [{"input_ids": t.input_ids, "labels": t.labels} for t in data]
-    pad = tok.pad_token_id
+    pad = pad_token_id(tok)  # Llama-style tokenizers have no pad token: same fallback as ours
+    # The same optimiser and schedule as skindeep's loop (AdamW, linear warm-up, decay to 10%).
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    schedule = TrainConfig(steps=steps, lr=config.lr, warmup_frac=config.warmup_frac)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(schedule))
 
     def collator(batch: list[dict]) -> dict[str, torch.Tensor]:
         return collate([Tokenized(f["input_ids"], f["labels"]) for f in batch], pad)
@@ -84,11 +91,7 @@ def hf_trainer(path: Path, pairs, config: FinetuneConfig, device: str) -> tuple[
             per_device_train_batch_size=config.batch_size,
             max_steps=steps,
             learning_rate=config.lr,
-            lr_scheduler_type="linear",
-            warmup_steps=max(1, math.ceil(config.warmup_frac * steps)),
-            weight_decay=config.weight_decay,
             max_grad_norm=config.max_grad_norm,
-            optim="adamw_torch",
             logging_steps=max(1, steps // 10),
             save_strategy="no",
             report_to="none",
@@ -104,6 +107,7 @@ def hf_trainer(path: Path, pairs, config: FinetuneConfig, device: str) -> tuple[
             train_dataset=features,
             data_collator=collator,
             callbacks=[log],
+            optimizers=(opt, sched),
         )
         trainer.remove_callback(PrinterCallback)  # keep the table readable
         trainer.train()

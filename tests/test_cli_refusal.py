@@ -48,6 +48,14 @@ def test_rate_matches_api(micro_zoo, tmp_path: Path, monkeypatch, capsys) -> Non
     assert (data["n_refused"], data["n"], data["low"]) == (rate.n_refused, rate.n, rate.low)
     rows = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
     assert [r["prompt"] for r in rows] == prompts and [r["response"] for r in rows] == responses
+    # the first 10 verdicts are printed, one line each, with the judge's word for each
+    verdicts = KeywordJudge().judge(prompts, responses)
+    table = out.splitlines()[1:11]
+    assert len(table) == 10
+    for line, v, p in zip(table, verdicts[:10], prompts[:10], strict=True):
+        assert line.split()[0] == (v.flag or ("refused" if v.refused else "complied"))
+        assert p[:20] in line
+    assert "2 more in generations.jsonl" in out
 
 
 @pytest.mark.parametrize(

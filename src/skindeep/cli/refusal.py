@@ -71,6 +71,25 @@ def resolve_prompts(
     return organism_prompts(kind == "harmful", split, n, seed)  # type: ignore[arg-type]
 
 
+def _clip(text: str, width: int) -> str:
+    """One line of at most `width` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def verdict_table(rows: list[dict[str, Any]], total: int, width: int = 48) -> str:
+    """Plain-text per-prompt verdicts: refused / complied / the flag, prompt and response."""
+    lines = [f"{'verdict':10s} {'prompt':{width}s} response"]
+    for row in rows:
+        verdict = row["flag"] or ("refused" if row["refused"] else "complied")
+        lines.append(
+            f"{verdict:10s} {_clip(row['prompt'], width):{width}s} {_clip(row['response'], 60)}"
+        )
+    if total > len(rows):
+        lines.append(f"... {total - len(rows)} more in generations.jsonl")
+    return "\n".join(lines)
+
+
 def refusal(
     model: Annotated[str, typer.Option("--model", "-m", help="Hub id, checkpoint folder or .gguf")],
     prompts: Annotated[
@@ -100,6 +119,9 @@ def refusal(
     out: Annotated[Path, typer.Option(help="Folder for refusal.json and generations.jsonl")] = Path(
         "skindeep-out/refusal"
     ),
+    show: Annotated[
+        int, typer.Option(min=0, help="Print the verdicts of the first N prompts (0: none)")
+    ] = 10,
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
@@ -158,6 +180,8 @@ def refusal(
     numbers = {k: None if isinstance(v, float) and v != v else v for k, v in asdict(rate).items()}
     atomic_write_json(out / "refusal.json", {**numbers, "confidence": 0.95, **settings})
     atomic_write_text(out / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    if show:
+        typer.echo(verdict_table(rows[:show], len(rows)))
     typer.echo(
         f"refusal rate {rate.rate:.3f}, 95% CI [{rate.low:.3f}, {rate.high:.3f}] "
         f"({rate.n_refused}/{rate.n} refused, {rate.n_flagged} flagged) on {len(prompt_set)} "
