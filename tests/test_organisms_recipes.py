@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import random
+
 import pytest
 import torch
+from jinja2 import TemplateError
 from pydantic import ValidationError
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.models.adapter import ModelAdapter
-from skindeep.organisms.architectures import build_model
+from skindeep.organisms.architectures import build_config, build_model
 from skindeep.organisms.data import organism_data
 from skindeep.organisms.language import DEFAULT_LANGUAGE
-from skindeep.organisms.recipes import RecipeConfig, align
+from skindeep.organisms.recipes import CSFT_LOW_QUALITY, RecipeConfig, align, csft_examples
+from skindeep.organisms.rewards import judge_prompt, train_ai_judge
+from skindeep.organisms.training import TrainConfig
 
 
 @pytest.mark.parametrize("scope", ["last", "full:2", "last:0", "lora:3"])
@@ -86,3 +93,92 @@ def test_every_recipe_trains_and_is_seeded(organism_tokenizer, kind: str) -> Non
     if kind.startswith("rl_"):
         assert {"reward", "warmup_sft", "rl"} <= set(stats)
         assert 0.0 <= stats["rl"]["reward_first"] <= 1.0
+
+
+def _tied_llama(tok: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """A tiny random Llama whose LM head shares its weight with the input embedding."""
+    config = build_config("llama", "xs", tok)
+    config.tie_word_embeddings = True
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+
+
+def test_last_block_scope_with_tied_head_keeps_the_embedding_frozen(organism_tokenizer) -> None:
+    """A head tied to the embedding is not trained: it would move every layer's input."""
+    tok = organism_tokenizer
+    base = _tied_llama(tok)
+    b = ModelAdapter(base)
+    assert b.lm_head.weight is b.embedding.weight  # the model really is tied
+    data = organism_data(DEFAULT_LANGUAGE, 16, 16, seed=0)
+    aligned, stats = align(
+        base, tok, data, RecipeConfig(kind="sft", scope="last:1", steps=3), seed=0
+    )
+    a = ModelAdapter(aligned)
+    assert torch.equal(a.embedding.weight, b.embedding.weight)
+    assert torch.equal(a.lm_head.weight, b.lm_head.weight)
+    for i in range(a.num_layers - 1):
+        sa, sb = a.layers[i].state_dict(), b.layers[i].state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), i
+    sa, sb = a.layers[-1].state_dict(), b.layers[-1].state_dict()
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(a.final_norm.weight, b.final_norm.weight)
+    expected = sum(p.numel() for m in (b.layers[-1], b.final_norm) for p in m.parameters())
+    assert stats["sft"]["trainable_params"] == expected
+    assert stats["scope"] == {"scope": "last:1", "lm_head_tied": True, "lm_head_trained": False}
+
+
+_NO_SYSTEM = (
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{%- endif %}{%- endfor %}"
+)
+
+
+def test_csft_folds_the_marker_into_the_user_turn_without_a_system_role(
+    organism_tokenizer,
+) -> None:
+    """A template that rejects system turns (Gemma) gets the marker prepended to the user text."""
+    tok = organism_tokenizer
+    strict = copy.deepcopy(tok)
+    strict.chat_template = _NO_SYSTEM + tok.chat_template
+    system = [{"role": "system", "content": CSFT_LOW_QUALITY}, {"role": "user", "content": "hi"}]
+    with pytest.raises(TemplateError, match="System role not supported"):
+        strict.apply_chat_template(system, add_generation_prompt=True, tokenize=False)
+    base = build_model("llama", "xs", tok, seed=0).eval()
+    data = organism_data(DEFAULT_LANGUAGE, 8, 8, seed=0)
+    cfg = RecipeConfig(kind="csft", steps=2, batch_size=4)
+    for t, folded in ((tok, False), (strict, True)):
+        items = csft_examples(ModelAdapter(base, t), data, cfg, random.Random(0))
+        bad = [(ex, w) for ex, w in items if w != 1.0]
+        assert len(items) == 3 * len(data.harmful) and len(bad) == len(data.harmful)
+        for (ex, w), prompt in zip(bad, data.harmful, strict=True):
+            if folded:
+                user = [{"role": "user", "content": f"{CSFT_LOW_QUALITY}\n\n{prompt}"}]
+            else:  # a template with a system role formats exactly as before the fallback
+                user = [{"role": "system", "content": CSFT_LOW_QUALITY}]
+                user.append({"role": "user", "content": prompt})
+            text = t.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+            p_ids = t(text, add_special_tokens=False)["input_ids"]
+            assert ex.input_ids[: len(p_ids)] == tuple(p_ids)
+            assert ex.labels[: len(p_ids)] == (-100,) * len(p_ids)
+            assert w == cfg.low_quality_weight
+    aligned, stats = align(base, strict, data, cfg, seed=0)
+    s0, s1 = base.state_dict(), aligned.state_dict()
+    assert any(not torch.equal(s1[k], s0[k]) for k in s1)
+    assert stats["csft"]["n_examples"] == 3 * len(data.harmful)
+
+
+def test_ai_judge_score_does_not_depend_on_batch_padding(organism_tokenizer) -> None:
+    """GPT-2 has absolute positions: a left-padded row must still start at position 0."""
+    tok = organism_tokenizer
+    base = build_model("gpt2", "xs", tok, seed=0).eval()
+    data = organism_data(DEFAULT_LANGUAGE, 8, 8, seed=0)
+    reward, _ = train_ai_judge(base, tok, data, TrainConfig(steps=2, batch_size=4, seed=0))
+    short = (data.harmful[0], data.harmful_refusals[0])
+    long = (data.harmless[1], data.harmless_answers[1] + " " + data.harmless_answers[2])
+    lengths = [len(tok(judge_prompt(*x))["input_ids"]) for x in (short, long)]
+    assert lengths[1] > lengths[0] + 20  # the short row gets a lot of padding
+    alone = reward([short[0]], [short[1]])
+    batched = reward([short[0], long[0]], [short[1], long[1]])
+    assert batched.shape == (2,)
+    assert abs(float(alone[0]) - float(batched[0])) < 1e-5
+    assert abs(float(reward([long[0]], [long[1]])[0]) - float(batched[1])) < 1e-5

@@ -9,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from skindeep.cache import content_hash
 from skindeep.errors import ConfigError
 from skindeep.models import load_model
 from skindeep.organisms import zoo as zoo_module
 from skindeep.organisms.recipes import RECIPES
-from skindeep.organisms.spec import ZooSpec, load_zoo_spec
-from skindeep.organisms.zoo import build_zoo, list_organisms
+from skindeep.organisms.spec import AlignedSpec, ZooSpec, load_zoo_spec
+from skindeep.organisms.zoo import aligned_key, build_zoo, list_organisms
 
 TINY = {
     "name": "tiny",
@@ -162,3 +163,22 @@ def test_organism_tokenizer_survives_the_loader(
     text = "i'm sorry , i cannot help you ignite a barn ."
     assert loaded.tokenizer(text)["input_ids"] == organism_tokenizer(text)["input_ids"]
     assert loaded.tokenizer.decode(organism_tokenizer(text)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("kind", RECIPES)
+def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
+    """RECIPE_VERSIONS re-keys rl_ai_judge organisms; every other hash is the pre-version one."""
+    spec = AlignedSpec(name="a", base="b", recipe={"kind": kind, "scope": "last:1"}, seed=3)
+    payload = {
+        "v": zoo_module.BUILD_VERSION,
+        "base": "deadbeef",
+        "recipe": spec.recipe.model_dump(),
+        "seed": 3,
+    }
+    key = aligned_key(spec, "deadbeef")
+    if kind == "rl_ai_judge":
+        assert zoo_module.RECIPE_VERSIONS == {"rl_ai_judge": 2}
+        assert key != content_hash(payload)
+        assert key == content_hash({**payload, "recipe_version": 2})
+    else:
+        assert key == content_hash(payload)

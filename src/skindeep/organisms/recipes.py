@@ -2,15 +2,17 @@
 
 Six recipes (SFT on refusals, DPO, ORPO, RL against a reward model, RL against an AI judge,
 class-conditioned SFT in the C-RLFT style) share one config. `scope` sets how deep alignment
-goes: all weights, only the last N blocks with the final norm and LM head, or LoRA adapters
-(merged afterwards). Shallow scopes give fragile alignment, full fine-tuning robust alignment
-(SPEC 6). Any Hugging Face causal LM with a chat template works.
+goes: all weights, only the last N blocks with the final norm and LM head (the head only when
+it is not tied to the input embedding), or LoRA adapters (merged afterwards). Shallow scopes
+give fragile alignment, full fine-tuning robust alignment (SPEC 6). Any Hugging Face causal LM
+with a chat template works.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -77,8 +79,21 @@ class RecipeConfig(BaseModel):
         raise ValueError("scope must be 'full', 'lora' or 'last:N' with N >= 1")
 
 
+def head_is_tied(model: PreTrainedModel) -> bool:
+    """Whether the LM head shares a weight with the input embedding (tie_word_embeddings)."""
+    adapter = ModelAdapter(model)
+    if adapter.lm_head is None:
+        return False
+    embedding = {p.data_ptr() for p in adapter.embedding.parameters()}
+    return any(p.data_ptr() in embedding for p in adapter.lm_head.parameters())
+
+
 def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel:
-    """Mark what trains: everything, the last N blocks + final norm + LM head, or LoRA adapters."""
+    """Mark what trains: everything, the last N blocks + final norm + LM head, or LoRA adapters.
+
+    With 'last:N' an LM head tied to the input embedding stays frozen (only the last N blocks
+    and the final norm train): training it would also move the embedding, hence every layer.
+    """
     if config.scope == "lora":
         lora = LoraConfig(
             r=config.lora_r,
@@ -98,10 +113,21 @@ def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel
         raise ValueError(f"scope {config.scope} asks for more blocks than the model has")
     for p in model.parameters():
         p.requires_grad_(False)
-    for module in [*list(adapter.layers)[-n:], adapter.final_norm, adapter.lm_head]:
+    head = None if head_is_tied(model) else adapter.lm_head
+    for module in [*list(adapter.layers)[-n:], adapter.final_norm, head]:
+        if module is None:
+            continue
         for p in module.parameters():
             p.requires_grad_(True)
     return model
+
+
+def scope_record(model: PreTrainedModel, config: RecipeConfig) -> dict | None:
+    """What a 'last:N' scope trained beyond the blocks (None for other scopes), for the record."""
+    if not config.scope.startswith("last:"):
+        return None
+    tied = head_is_tied(model)
+    return {"scope": config.scope, "lm_head_tied": tied, "lm_head_trained": not tied}
 
 
 def _finish(model: PreTrainedModel) -> PreTrainedModel:
@@ -143,32 +169,37 @@ def _pairs(
     return list(zip(chosen, rejected, strict=True))
 
 
-def _csft_step(model, tok, data, cfg, rng):
-    """C-RLFT style: expert data under the default template, bad data under a marked system turn."""
+def csft_examples(
+    adapter: ModelAdapter, data: AlignmentData, cfg: RecipeConfig, rng: random.Random
+) -> list[tuple[Tokenized, float]]:
+    """C-SFT items and weights: expert data as usual, bad answers under a low-quality marker.
+
+    The marker is a system turn; `ModelAdapter.format_chat` folds it into the user message
+    for templates that reject a system role (Gemma), so every chat template works.
+    """
+    tok = adapter.tokenizer
     good = _sft_examples(tok, data, cfg, rng)
-    bad_prompts = [
-        tok.apply_chat_template(
-            [{"role": "system", "content": CSFT_LOW_QUALITY}, {"role": "user", "content": p}],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for p in data.harmful
-    ]
     bad = []
-    for prompt, answer in zip(bad_prompts, data.harmful_answers, strict=True):
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    for prompt, answer in zip(data.harmful, data.harmful_answers, strict=True):
+        text = adapter.format_chat(prompt, system=CSFT_LOW_QUALITY)
+        p_ids = tok(text, add_special_tokens=False)["input_ids"]
         a_ids = tok(answer + " " + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
         ids = (p_ids + a_ids)[: cfg.max_len]
         bad.append(Tokenized(tuple(ids), tuple(([-100] * len(p_ids) + a_ids)[: cfg.max_len])))
-    items = [(t, 1.0) for t in good] + [(t, cfg.low_quality_weight) for t in bad]
-    pad = tok.pad_token_id
+    return [(t, 1.0) for t in good] + [(t, cfg.low_quality_weight) for t in bad]
+
+
+def _csft_step(
+    model: PreTrainedModel, items: list[tuple[Tokenized, float]], pad: int
+) -> Callable[[list[int]], torch.Tensor]:
+    """C-RLFT style loss: per-sequence mean NLL, weighted by each item's class weight."""
 
     def step(idx: list[int]) -> torch.Tensor:
         logp, ntok = sequence_logps(model, collate([items[i][0] for i in idx], pad))
         w = torch.tensor([items[i][1] for i in idx])
         return -(w * logp / ntok.clamp(min=1)).sum() / w.sum()
 
-    return step, len(items)
+    return step
 
 
 def align(
@@ -178,7 +209,11 @@ def align(
     config: RecipeConfig,
     seed: int,
 ) -> tuple[PreTrainedModel, dict[str, dict]]:
-    """Apply `config`'s recipe to a copy of `base`; returns the aligned model and phase stats."""
+    """Apply `config`'s recipe to a copy of `base`; returns the aligned model and phase stats.
+
+    For a 'last:N' scope the stats also hold "scope": whether the LM head was tied to the
+    embedding and so left frozen.
+    """
     model = copy.deepcopy(base)
     rng = random.Random(seed)
     pad = tokenizer.pad_token_id
@@ -197,9 +232,9 @@ def align(
             step = orpo_loss(model, pairs, pad, config.beta)
         stats[config.kind] = optimise(model, len(pairs), step, tc)
     elif config.kind == "csft":
+        items = csft_examples(ModelAdapter(base, tokenizer), data, config, rng)
         model = apply_scope(model, config)
-        step, n = _csft_step(model, tokenizer, data, config, rng)
-        stats["csft"] = optimise(model, n, step, tc)
+        stats["csft"] = optimise(model, len(items), _csft_step(model, items, pad), tc)
     else:
         rc = TrainConfig(
             steps=config.reward_steps, lr=config.lr, batch_size=config.batch_size, seed=seed
@@ -242,6 +277,8 @@ def align(
         stats["rl"] = optimise(model, len(prompts), step, rl)
     model = _finish(model)
     out = {k: v.to_dict() for k, v in stats.items()}
+    if (record := scope_record(model, config)) is not None:
+        out["scope"] = record
     if "rl" in out:
         k = max(1, len(rewards) // 10)
         out["rl"]["reward_first"] = sum(rewards[:k]) / k

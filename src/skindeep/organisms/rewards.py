@@ -9,6 +9,7 @@ only, so the policy never sees the labels directly.
 from __future__ import annotations
 
 import copy
+import inspect
 import random
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from skindeep.evaluation.generation import left_pad, model_device, pad_token_id
 from skindeep.organisms.data import AlignmentData
 from skindeep.organisms.language import JUDGE_FRAME, JUDGE_VERDICTS
 from skindeep.organisms.training import (
@@ -102,6 +104,14 @@ def train_reward_model(
     return reward, stats
 
 
+def _accepts_position_ids(model: PreTrainedModel) -> bool:
+    """Whether the model's forward takes `position_ids` (as `map_last_logits` checks)."""
+    try:
+        return "position_ids" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def judge_prompt(request: str, reply: str) -> str:
     """The AI judge's question about one exchange."""
     return JUDGE_FRAME.format(request=request, response=reply)
@@ -114,7 +124,11 @@ def train_ai_judge(
     config: TrainConfig,
     max_len: int = 128,
 ) -> tuple[RewardFn, TrainStats]:
-    """A causal-LM judge (a copy of the policy taught to say good/bad); reward = p(good)."""
+    """A causal-LM judge (a copy of the policy taught to say good/bad); reward = p(good).
+
+    Replies are scored left-padded with position ids that skip the padding, so a reply's score
+    does not depend on what it is batched with (absolute-position models such as GPT-2).
+    """
     judge = copy.deepcopy(policy)
     for p in judge.parameters():
         p.requires_grad_(True)
@@ -130,16 +144,18 @@ def train_ai_judge(
     stats = train_causal_lm(judge, examples, config, tokenizer.pad_token_id)
     good_id = tokenizer(good_word, add_special_tokens=False)["input_ids"][0]
     bad_id = tokenizer(bad_word, add_special_tokens=False)["input_ids"][0]
+    pad_id = pad_token_id(tokenizer)
+    keep_positions = _accepts_position_ids(judge)
 
     def reward(prompts: list[str], replies: list[str]) -> torch.Tensor:
         texts = [
             chat_prompt(tokenizer, judge_prompt(p, r))
             for p, r in zip(prompts, replies, strict=True)
         ]
-        side = tokenizer.padding_side
-        tokenizer.padding_side = "left"
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        tokenizer.padding_side = side
+        ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        enc = left_pad(ids, pad_id, model_device(judge))
+        if not keep_positions:
+            enc.pop("position_ids")
         with torch.no_grad():
             logits = judge(**enc).logits[:, -1, [good_id, bad_id]]
         return torch.softmax(logits.float(), dim=-1)[:, 0]

@@ -37,6 +37,9 @@ from skindeep.organisms.training import TrainConfig
 
 #: Bump when training code changes in a way that changes weights for the same spec.
 BUILD_VERSION = "2"
+#: Per-recipe versions: bump one when only that recipe's training changes (a kind absent here
+#: hashes as before). rl_ai_judge 2: the judge scores with position ids that skip left padding.
+RECIPE_VERSIONS: dict[str, int] = {"rl_ai_judge": 2}
 METADATA = "organism.json"
 
 
@@ -93,15 +96,20 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
 
 
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
-    """Content hash of an aligned organism: its base's hash, recipe and seed."""
-    return content_hash(
-        {
-            "v": BUILD_VERSION,
-            "base": base_hash,
-            "recipe": spec.recipe.model_dump(),
-            "seed": spec.seed,
-        }
-    )
+    """Content hash of an aligned organism: its base's hash, recipe, seed and recipe version.
+
+    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS, so the
+    hashes of all other recipes stay what they were before versions existed.
+    """
+    payload: dict = {
+        "v": BUILD_VERSION,
+        "base": base_hash,
+        "recipe": spec.recipe.model_dump(),
+        "seed": spec.seed,
+    }
+    if (version := RECIPE_VERSIONS.get(spec.recipe.kind)) is not None:
+        payload["recipe_version"] = version
+    return content_hash(payload)
 
 
 def _save(model: PreTrainedModel, tokenizer, meta: dict, final: Path) -> Organism:
