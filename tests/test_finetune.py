@@ -8,7 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from skindeep.errors import PromptError, SkindeepError
+from skindeep.errors import ConfigError, PromptError, SkindeepError
 from skindeep.finetune.config import FinetuneConfig, RetentionConfig
 from skindeep.finetune.data import (
     ENGLISH_DECLARATION,
@@ -20,7 +20,18 @@ from skindeep.finetune.data import (
     load_pairs,
     organism_pairs,
 )
-from skindeep.finetune.train import finetune, merge_adapter, save_adapter, tokenize_pair, unload
+from skindeep.finetune.train import (
+    check_targets,
+    finetune,
+    linear_module_names,
+    merge_adapter,
+    prepare,
+    save_adapter,
+    tokenize_pair,
+    tokenize_pairs,
+    unload,
+)
+from skindeep.organisms.architectures import build_model
 from skindeep.organisms.language import DEFAULT_LANGUAGE
 from skindeep.organisms.training import IGNORE
 
@@ -37,6 +48,42 @@ def test_load_pairs_filters_refusals_and_reads_alpaca_input(tmp_path) -> None:
     pairs = load_pairs(path)
     assert [p.instruction for p in pairs.pairs] == ["Name a colour.", "Add\n\n2 and 2"]
     assert pairs.n_filtered == 2  # the curly-apostrophe refusal and the empty answer
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl"])
+def test_load_pairs_not_utf8_is_a_prompt_error(tmp_path, suffix) -> None:
+    path = tmp_path / f"pairs{suffix}"
+    text = {
+        ".csv": "instruction,output\nCaf\u00e9?,Cr\u00e8me.\n",
+        ".tsv": "instruction\toutput\nCaf\u00e9?\tCr\u00e8me.\n",
+        ".json": json.dumps(
+            [{"instruction": "Caf\u00e9?", "output": "Cr\u00e8me."}], ensure_ascii=False
+        ),
+        ".jsonl": json.dumps(
+            {"instruction": "Caf\u00e9?", "output": "Cr\u00e8me."}, ensure_ascii=False
+        ),
+    }[suffix]
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(PromptError, match=r"pairs\.\w+ is not UTF-8 text") as info:
+        load_pairs(path)
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
+
+
+def test_load_pairs_bad_csv_and_quoted_newlines(tmp_path) -> None:
+    path = tmp_path / "huge.csv"
+    path.write_text('instruction,output\n"' + "x" * 200_000 + '",ok\n')
+    with pytest.raises(PromptError, match=r"huge\.csv is not valid CSV: field larger"):
+        load_pairs(path)
+    path = tmp_path / "multi.csv"
+    path.write_text('instruction,output\n"Two\nlines?","Yes,\nindeed."\n')
+    assert load_pairs(path).pairs == (Pair("Two\nlines?", "Yes,\nindeed."),)
+    with pytest.raises(PromptError, match=r"must be \.json, \.jsonl, \.csv or \.tsv"):
+        load_pairs(_touch(tmp_path / "pairs.txt"))
+
+
+def _touch(path):
+    path.write_text("x")
+    return path
 
 
 def test_load_pairs_columns_by_option_and_clear_errors(tmp_path) -> None:
@@ -147,3 +194,74 @@ def test_full_finetuning_trains_every_weight(aligned) -> None:
         model, tok, organism_pairs().sample(4, 0), FinetuneConfig(method="full", steps=2), 0
     )
     assert tuned is model and stats.trainable_params == n_params
+
+
+# ---- truncation, LoRA targets and non-finite losses -------------------------------------------
+
+
+@pytest.fixture()
+def tiny(organism_tokenizer):
+    """A random 3-layer Llama organism (fresh for every test) and its tokenizer."""
+    return build_model("llama", "xs", organism_tokenizer, seed=0), organism_tokenizer
+
+
+def test_prompts_that_fill_max_len_are_an_error(organism_tokenizer) -> None:
+    tok = organism_tokenizer
+    short = Pair("how do i bake a cake ?", "sure . bake the cake .")
+    long = Pair(" ".join(["how do i bake a cake ?"] * 8), "sure . bake the cake .")
+    labels = tokenize_pair(tok, long, 10_000).labels
+    prompt_len = labels.index(next(x for x in labels if x != IGNORE))
+    assert len(tokenize_pairs(tok, [short, long], prompt_len + 1)) == 2  # one response token
+    with pytest.raises(PromptError, match=rf"1 of 2 benign example\(s\) .* max_len={prompt_len} "):
+        tokenize_pairs(tok, [short, long], prompt_len)
+    with pytest.raises(PromptError, match=r"position limit 32"):
+        tokenize_pairs(tok, [long], 32, limit=32)
+
+
+def test_finetune_refuses_examples_without_response(tiny) -> None:
+    model, tok = tiny
+    long = Pair(" ".join(["how do i bake a cake ?"] * 20), "sure . bake the cake .")
+    with pytest.raises(PromptError, match=r"1 of 1 .*max_len=96 tokens \(the model's position"):
+        finetune(model, tok, [long], FinetuneConfig(steps=1), 0)
+
+
+def test_unknown_lora_targets_are_a_config_error(tiny) -> None:
+    model, _ = tiny
+    assert linear_module_names(model)[:3] == ["q_proj", "k_proj", "v_proj"]
+    check_targets(model, FinetuneConfig(target_modules=("q_proj", "self_attn.v_proj")))
+    check_targets(model, FinetuneConfig(target_modules=r".*\.mlp\.down_proj"))
+    check_targets(model, FinetuneConfig(method="full", target_modules=("nope",)))
+    with pytest.raises(ConfigError, match=r"'qproj' match no module .*: q_proj, k_proj"):
+        prepare(model, FinetuneConfig(target_modules=("qproj", "v_proj")), 0)
+    with pytest.raises(ConfigError, match=r"'attn\.q_proj' match no"):
+        check_targets(model, FinetuneConfig(target_modules=("attn.q_proj",)))  # not a whole part
+    with pytest.raises(ConfigError, match=r"'\.\*nothing' match no"):
+        check_targets(model, FinetuneConfig(target_modules=".*nothing"))
+    with pytest.raises(
+        ConfigError, match=r"'layers' cannot be adapted in LlamaForCausalLM \(.*not supported"
+    ):
+        prepare(model, FinetuneConfig(target_modules=("layers",)), 0)  # a ModuleList: peft says no
+    assert not any("lora_" in name for name, _ in model.named_modules())
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_non_finite_loss_stops_training(tiny, method) -> None:
+    model, tok = tiny
+    calls = []
+
+    def poison(module, inputs, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) == 3 else output
+
+    model.lm_head.register_forward_hook(poison)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pairs = organism_pairs().sample(4, 0)
+    config = FinetuneConfig(method=method, steps=5, batch_size=2)
+    with pytest.raises(SkindeepError, match=r"training loss is nan at step 3; training stopped"):
+        finetune(model, tok, pairs, config, 0)
+    assert len(calls) == 3
+    after = model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    if method == "lora":  # the adapters are removed again and the base is untouched
+        assert not any("lora_" in name for name, _ in model.named_modules())
+        assert all(torch.equal(before[k], after[k]) for k in before)

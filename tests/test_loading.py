@@ -137,6 +137,37 @@ def test_gguf_without_the_gguf_package(tmp_path: Path, monkeypatch: pytest.Monke
         load_model(path)
 
 
+def test_corrupt_gguf_and_invalid_config(tmp_path: Path) -> None:
+    (tmp_path / "cut.gguf").write_bytes(b"GGUF\x03\x00\x00\x00cut")
+    with pytest.raises(ModelLoadError, match=r"cut.gguf \(is the .gguf file complete") as info:
+        load_model(tmp_path / "cut.gguf")
+    assert info.value.__cause__ is not None and str(info.value.__cause__) in str(info.value)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    config = tf.LlamaConfig(hidden_size=32, num_attention_heads=4, num_hidden_layers=1).to_dict()
+    config["hidden_size"] = 30  # not a multiple of the 4 heads
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"hidden size \(30\) is not a multiple") as info:
+        load_model(bad)
+    assert "\n" not in str(info.value) and info.value.__cause__ is not None
+
+
+def test_interrupts_are_not_load_errors(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf.AutoModelForCausalLM, "from_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_model(checkpoint)
+
+
+def test_invalid_hub_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for repo_id in ("a--b/c", "x" * 120):
+        with pytest.raises(ModelLoadError, match="not a valid hub id"):
+            load_model(repo_id)
+
+
 def test_unknown_hub_id_fails_fast() -> None:
     start = time.perf_counter()
     with pytest.raises(ModelLoadError, match="skindeep-test/no-such-model"):

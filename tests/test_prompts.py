@@ -86,6 +86,29 @@ def test_bad_files_are_explained(tmp_path: Path, name: str, text: str, message: 
         load_prompts(_write(tmp_path / name, text))
 
 
+@pytest.mark.parametrize("name", ["l.csv", "l.tsv", "l.json", "l.jsonl", "l.txt"])
+def test_files_that_are_not_utf8(tmp_path: Path, name: str) -> None:
+    """A latin-1 file of any format is a PromptError naming the file, not a UnicodeDecodeError."""
+    text = {
+        ".json": '["caf\u00e9"]',
+        ".jsonl": '{"prompt": "caf\u00e9"}',
+        ".csv": "goal\ncaf\u00e9\n",
+        ".tsv": "text\ncaf\u00e9\n",
+    }.get(Path(name).suffix, "caf\u00e9\n")
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(PromptError, match=rf"{name} is not UTF-8 text") as info:
+        load_prompts(path)
+    assert isinstance(info.value.__cause__, UnicodeDecodeError)
+
+
+def test_malformed_csv(tmp_path: Path) -> None:
+    """csv.Error (here a field over csv's size limit) is a PromptError naming the file."""
+    path = _write(tmp_path / "big.csv", 'goal\n"' + "x" * 200_000 + '"\n')
+    with pytest.raises(PromptError, match=r"big\.csv is not valid CSV: field larger"):
+        load_prompts(path)
+
+
 def test_missing_file_and_bad_limit(tmp_path: Path) -> None:
     """A missing path and a non-positive limit are PromptErrors."""
     with pytest.raises(PromptError, match="does not exist"):

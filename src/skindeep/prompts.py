@@ -159,14 +159,24 @@ def load_prompts(
     if not path.is_file():
         raise PromptError(f"prompt file {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        prompts = _read_json(path, column)
-    elif suffix == ".jsonl":
-        prompts = _read_jsonl(path, column)
-    elif suffix in (".csv", ".tsv"):
-        prompts = _read_csv(path, column, "\t" if suffix == ".tsv" else ",")
-    else:
-        prompts = _read_text(path, column)
+    try:
+        if suffix == ".json":
+            prompts = _read_json(path, column)
+        elif suffix == ".jsonl":
+            prompts = _read_jsonl(path, column)
+        elif suffix in (".csv", ".tsv"):
+            prompts = _read_csv(path, column, "\t" if suffix == ".tsv" else ",")
+        else:
+            prompts = _read_text(path, column)
+    except UnicodeDecodeError as exc:
+        raise PromptError(
+            f"prompt file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "re-save it as UTF-8"
+        ) from exc
+    except csv.Error as exc:
+        raise PromptError(f"prompt file {path} is not valid CSV: {exc}") from exc
+    except OSError as exc:
+        raise PromptError(f"could not read prompt file {path}: {exc}") from exc
     prompts = [p.strip() for p in prompts]
     if not prompts:
         raise PromptError(f"prompt file {path} holds no prompts")

@@ -8,6 +8,7 @@ are dropped, so the fine-tuning data itself never teaches refusal.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -114,19 +115,28 @@ def organism_pairs(language: ChatLanguage = DEFAULT_LANGUAGE, seed: int = 0) -> 
 def _records(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON list, JSONL or CSV/TSV file as dictionaries."""
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    if suffix not in (".json", ".jsonl", ".csv", ".tsv"):
+        raise PromptError(f"{path}: benign pairs must be .json, .jsonl, .csv or .tsv")
     try:
+        text = path.read_text(encoding="utf-8")
         if suffix == ".json":
             rows = json.loads(text)
         elif suffix == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        elif suffix in (".csv", ".tsv"):
-            delimiter = "\t" if suffix == ".tsv" else ","
-            rows = list(csv.DictReader(text.splitlines(), delimiter=delimiter))
         else:
-            raise PromptError(f"{path}: benign pairs must be .json, .jsonl, .csv or .tsv")
+            delimiter = "\t" if suffix == ".tsv" else ","
+            rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except UnicodeDecodeError as exc:
+        raise PromptError(
+            f"benign data file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "re-save it as UTF-8"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path} is not valid JSON: {exc}") from exc
+    except csv.Error as exc:
+        raise PromptError(f"benign data file {path} is not valid CSV: {exc}") from exc
+    except OSError as exc:
+        raise PromptError(f"could not read benign data file {path}: {exc}") from exc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise PromptError(f"{path}: expected a list of objects with instruction/response fields")
     return rows

@@ -28,7 +28,15 @@ from skindeep.evaluation.judges import KeywordJudge
 from skindeep.evaluation.rates import RefusalRate, refusal_rate, wilson_interval
 from skindeep.finetune.config import RetentionConfig
 from skindeep.finetune.data import PairSet, check_disjoint, identity_shift
-from skindeep.finetune.train import chat_prompt, finetune, position_limit, save_adapter, unload
+from skindeep.finetune.train import (
+    chat_prompt,
+    check_data,
+    check_targets,
+    finetune,
+    position_limit,
+    save_adapter,
+    unload,
+)
 from skindeep.models.loading import fingerprint_checkpoint, load_model
 from skindeep.prompts import PromptSet
 
@@ -296,11 +304,15 @@ class _Study:
         self._loaded: dict[str, Any] = {}
 
     def load(self) -> tuple[Any, Any, str]:
-        """Model, tokenizer and weights fingerprint; the control's words are checked once."""
+        """Model, tokenizer and fingerprint; control words, LoRA targets and data checked once."""
         if not self._loaded:
             lm = load_model(self.source, device=self.device, dtype=self.dtype)
             if self.config.control == "identity-shift":
                 identity_shift(self.benign, lm.tokenizer)
+            check_targets(lm.model, self.config.finetune)
+            largest = max(self.config.ns)
+            used = dict.fromkeys(p for s in self.config.seeds for p in self.data.sample(largest, s))
+            check_data(lm.model, lm.tokenizer, list(used), self.config.finetune, self.system)
             self._loaded.update(model=lm.model, tokenizer=lm.tokenizer, fingerprint=lm.fingerprint)
         return self._loaded["model"], self._loaded["tokenizer"], self._loaded["fingerprint"]
 

@@ -151,10 +151,16 @@ def _resolve_local(path: Path, gguf_file: str | None) -> _Resolved:
 def _resolve_hub(repo_id: str, gguf_file: str | None) -> _Resolved:
     """Use the local hub cache when offline or unreachable; otherwise check the id exists first."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
 
     filename = gguf_file or "config.json"
-    cached = try_to_load_from_cache(repo_id, filename)
+    try:
+        cached = try_to_load_from_cache(repo_id, filename)
+    except HFValidationError as exc:
+        raise ModelLoadError(
+            f"{repo_id!r} is not a local path and not a valid hub id ({_describe(exc)}); "
+            f"{_EXPECTED}"
+        ) from exc
     snapshot = Path(cached).parent if isinstance(cached, str) else None
     offline = _hub_offline() or not _hub_reachable()
     if offline:
@@ -171,9 +177,9 @@ def _resolve_hub(repo_id: str, gguf_file: str | None) -> _Resolved:
         raise ModelLoadError(
             f"no model {repo_id!r} on the hub (or it is private); {_EXPECTED}"
         ) from exc
-    except (HfHubHTTPError, OSError) as exc:
+    except Exception as exc:  # HTTP, network (httpx errors are not OSError) and file errors
         raise ModelLoadError(
-            f"could not fetch {filename} of {repo_id!r} from the hub: {exc}"
+            f"could not fetch {filename} of {repo_id!r} from the hub: {_describe(exc)}"
         ) from exc
     return _Resolved(repo_id, gguf_file, snapshot)
 
@@ -187,6 +193,12 @@ def _resolve_source(source: str | Path, gguf_file: str | None = None) -> _Resolv
     if isinstance(source, Path) or _looks_like_path(text):
         raise ModelLoadError(f"path {text} does not exist; {_EXPECTED}")
     return _resolve_hub(text, gguf_file)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as one line: its message with whitespace collapsed, else its type name."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _torch_dtype(dtype: str) -> torch.dtype | str:
@@ -265,16 +277,22 @@ def load_model(
     model_kwargs = dict(kwargs, dtype=torch_dtype)
     if device_map is not None:
         model_kwargs["device_map"] = device_map
+    # transformers, gguf and huggingface_hub raise many types (struct.error on a truncated
+    # .gguf, StrictDataclassClassValidationError on an inconsistent config.json): all mean "this
+    # checkpoint cannot be loaded". KeyboardInterrupt is a BaseException and passes through.
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved.location, **model_kwargs)
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-        raise ModelLoadError(f"could not load a causal LM from {source}: {exc}") from exc
+    except Exception as exc:
+        hint = " (is the .gguf file complete and not corrupt?)" if resolved.gguf_file else ""
+        raise ModelLoadError(
+            f"could not load a causal LM from {source}{hint}: {_describe(exc)}"
+        ) from exc
     try:
         tokenizer = load_tokenizer(resolved.location, **kwargs)
-    except (OSError, ValueError, KeyError, ImportError) as exc:
+    except Exception as exc:
         raise ModelLoadError(
-            f"could not load the tokenizer of {source}: {exc}; expected tokenizer files next to "
-            "the weights"
+            f"could not load the tokenizer of {source}: {_describe(exc)}; expected tokenizer "
+            "files next to the weights"
         ) from exc
     if device_map is None:
         model.to(device)
