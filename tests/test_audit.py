@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.linalg
 from safetensors.numpy import load_file
+from scipy.spatial.distance import pdist
 from sklearn.decomposition import PCA
 
 import skindeep.activations.cached as cached_module
@@ -65,7 +67,8 @@ def ref_cohens_d(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def ref_gfs(aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, variant: str) -> float:
-    """GFS by scikit-learn PCA (code) or a dense eigendecomposition of the contrast (paper)."""
+    """GFS by scikit-learn PCA (code) or a dense eigendecomposition of the contrast (paper);
+    layers with D_l = 0 contribute nothing (cov(aligned) = cov(base) there: no contrast)."""
     n_layers = aligned.shape[1]
     total = 0.0
     if variant == "code":
@@ -75,10 +78,10 @@ def ref_gfs(aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, variant:
     w = w / w.sum()
     for layer in range(n_layers):
         a, b = aligned[:, layer].astype(np.float64), base[:, layer].astype(np.float64)
+        diff = a - b
+        if not diff.any():  # an untouched layer: no direction (in either variant), no effect
+            continue
         if variant == "code":
-            diff = a - b
-            if not diff.any():  # an untouched layer: no direction, no effect
-                continue
             v = PCA(n_components=1, svd_solver="full").fit(diff).components_[0]
             proj = diff @ v
         else:
@@ -142,6 +145,7 @@ def test_files_exist_and_reload(audits, tmp_path: Path) -> None:
     assert doc["models"]["base"]["fingerprint"] != res.aligned.fingerprint
     assert len(doc["principal_angles"]["radians"]) == n_layers - 1
     assert len(doc["layer_statistics"]["mmd_p_adjusted"]) == n_layers
+    assert doc["layer_statistics"]["permanova_distance"] == "euclidean"  # the default, recorded
     for png in (files.profiles, files.spectra):
         assert png.stat().st_size > 1000
 
@@ -271,15 +275,31 @@ def test_cli_writes_a_complete_audit(micro_zoo, capsys, monkeypatch, tmp_path: P
     args = ["audit", "-a", str(organism.path), "-b", organism.meta["base_path"]]
     args += ["--harmful", "organism:heldout", "--harmless", "organism:train", "-o", str(tmp_path)]
     args += ["--n-prompts", "12", "--n-perm", "20", "--variant", "paper", "--format", "raw"]
-    args += ["--layers", "0,-1", "--select-alpha", "--k", "2"]
+    args += [
+        "--layers",
+        "0,-1",
+        "--select-alpha",
+        "--k",
+        "2",
+        "--permanova-distance",
+        "sqeuclidean",
+    ]
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 0, err
     assert "GFS paper (headline)" in out and "results in" in err
     doc = json.loads((tmp_path / "audit.json").read_text())
     assert doc["activations"]["layers"] == [0, 2] and doc["activations"]["format"] == "raw"
-    assert doc["config"]["variant"] == "paper" and doc["subspace"]["k"] == [2, 2]
+    assert doc["config"]["variant"] == "paper"
+    # last-block alignment leaves block 0 untouched: no subspace there even with --k 2
+    assert doc["subspace"]["k"] == [0, 2] and doc["subspace"]["empty"] == [True, False]
+    assert doc["principal_angles"]["radians"] == [None]
+    assert doc["gfs"]["paper"]["c"][0] is None and doc["gfs"]["paper"]["contribution"][0] == 0
     assert doc["prompts"]["harmless"]["source"].startswith("organism language: harmless")
-    assert doc["alpha_selection"] is not None and (tmp_path / "cache" / "activations").is_dir()
+    assert doc["alpha_selection"]["accuracy_by_layer"][0] == [None] * 8  # layer 0 not scored
+    assert (tmp_path / "cache" / "activations").is_dir()
+    assert "layers with D_l = 0" in out
+    assert doc["layer_statistics"]["permanova_distance"] == "sqeuclidean"
+    assert doc["config"]["permanova_distance"] == "sqeuclidean"
 
 
 # ---- the pure glue -------------------------------------------------------------------------
@@ -317,3 +337,61 @@ def test_difference_tests_skip_layers_alignment_left_untouched() -> None:
     assert np.isnan(geo.stats.mmd_p[0]) and not geo.stats.mmd_reject[0]
     assert geo.stats.mmd_p_adjusted[1] == geo.stats.mmd_p[1]  # BH over the one testable layer
     assert geo.relative_change[0] == 0 and geo.gfs["code"].d[0] == 0
+
+
+def test_untouched_layers_have_no_subspace_angles_or_gfs_share() -> None:
+    aligned, base, harmful = _separable(n_layers=4)
+    aligned[:, :2] = base[:, :2]  # like last-blocks-only alignment: D_0 = D_1 = 0
+    geo = pair_geometry(aligned, base, harmful, AuditConfig(n_perm=9, select_alpha=True))
+    np.testing.assert_array_equal(geo.empty, [True, True, False, False])
+    assert geo.subspace.ks[:2].tolist() == [0, 0] and geo.subspace.ks[2:].min() >= 1
+    assert geo.angles[0] is None and geo.angles[1] is None  # undefined, not a recurrence of 0
+    ref = np.sort(scipy.linalg.subspace_angles(*geo.subspace.bases[2:]))
+    np.testing.assert_allclose(geo.angles[2], ref, atol=1e-10)
+    for res in geo.gfs.values():
+        assert np.isnan(res.c[:2]).all() and res.contribution[:2].tolist() == [0.0, 0.0]
+    assert np.isnan(geo.alpha_choice.accuracies[:2]).all()  # not scored: nothing to contrast
+    np.testing.assert_allclose(
+        geo.alpha_choice.mean_accuracy, geo.alpha_choice.accuracies[2:].mean(axis=0)
+    )
+
+
+def trace_f(X: np.ndarray, labels: np.ndarray) -> float:
+    """Classical one-way multivariate trace F from group centroids (no distances at all)."""
+    groups = np.unique(labels)
+    grand = X.mean(axis=0)
+    ssb = sum((labels == g).sum() * np.sum((X[labels == g].mean(0) - grand) ** 2) for g in groups)
+    ssw = sum(np.sum((X[labels == g] - X[labels == g].mean(0)) ** 2) for g in groups)
+    return (ssb / (len(groups) - 1)) / (ssw / (len(X) - len(groups)))
+
+
+def pseudo_f_from(delta2: np.ndarray, labels: np.ndarray) -> float:
+    """Anderson (2001) pseudo-F from condensed squared dissimilarities delta^2 (scipy pdist)."""
+    n = len(labels)
+    i, j = np.triu_indices(n, 1)
+    same = labels[i] == labels[j]
+    sizes = {g: int((labels == g).sum()) for g in np.unique(labels)}
+    ss_t = delta2.sum() / n
+    ss_w = sum(delta2[same & (labels[i] == g)].sum() / m for g, m in sizes.items())
+    a = len(sizes)
+    return ((ss_t - ss_w) / (a - 1)) / (ss_w / (n - a))
+
+
+def test_permanova_default_is_the_spec_pseudo_f_on_squared_euclidean_distances() -> None:
+    rng = np.random.default_rng(5)
+    n, d = 30, 6
+    harmful = np.arange(n) < n // 2
+    base = rng.normal(size=(n, 2, d))
+    aligned = base + 0.5 * rng.normal(size=(n, 2, d))
+    aligned[harmful, :, 0] += 0.8
+    geo = pair_geometry(aligned, base, harmful, AuditConfig(n_perm=9))
+    sq = pair_geometry(
+        aligned, base, harmful, AuditConfig(n_perm=9, permanova_distance="sqeuclidean")
+    )
+    assert geo.permanova_distance == "euclidean" and sq.permanova_distance == "sqeuclidean"
+    for layer in range(2):
+        x = aligned[:, layer]
+        assert geo.stats.pseudo_f[layer] == pytest.approx(trace_f(x, harmful), rel=1e-10)
+        d2 = pdist(x, "sqeuclidean")
+        assert geo.stats.pseudo_f[layer] == pytest.approx(pseudo_f_from(d2, harmful), rel=1e-10)
+        assert sq.stats.pseudo_f[layer] == pytest.approx(pseudo_f_from(d2**2, harmful), rel=1e-10)

@@ -155,3 +155,35 @@ def test_float32_input_is_converted_per_layer_without_loss() -> None:
         )
         assert r32.gfs == r64.gfs
         np.testing.assert_array_equal(r32.directions, r64.directions)
+
+
+@pytest.mark.parametrize("variant", ["code", "paper"])
+def test_untouched_layers_contribute_nothing(variant: str) -> None:
+    """D_l = 0 (untouched) or a common shift (centered D_l = 0): no v_l, c NaN, d and share 0."""
+    aligned, base, harmful = make_pair(60, 4, 10, seed=15)
+    aligned[:, 0] = base[:, 0]
+    aligned[:, 2] = base[:, 2] + np.linspace(-1.0, 1.0, 10)  # every prompt moved alike
+    res = geometric_fragility(aligned, base, harmful, variant=variant)  # type: ignore[arg-type]
+    empty = np.array([True, False, True, False])
+    np.testing.assert_array_equal(res.empty, empty)
+    assert np.all(np.isnan(res.c[empty])) and np.all(np.isnan(res.directions[empty]))
+    np.testing.assert_array_equal(res.d[empty], 0.0)
+    np.testing.assert_array_equal(res.contribution[empty], 0.0)
+    # the other layers, and the sum, are exactly the independent recomputation on them alone
+    _, d_ref, c_ref, _ = ref_gfs(aligned[:, ~empty], base[:, ~empty], harmful, variant)
+    w = np.linspace(0.5, 1.5, 4) if variant == "code" else np.arange(1, 5) / 4
+    w = w / w.sum()
+    np.testing.assert_allclose(res.d[~empty], d_ref, rtol=RTOL)
+    np.testing.assert_allclose(res.c[~empty], c_ref, rtol=RTOL, atol=1e-12)
+    assert res.gfs == pytest.approx(float(np.sum(w[~empty] * d_ref * (1 - c_ref))), rel=RTOL)
+    assert np.isfinite(res.gfs) and res.gfs == res.contribution.sum()
+    np.testing.assert_allclose(np.linalg.norm(res.arditi, axis=1), 1.0, rtol=1e-12)  # still there
+    assert not res.empty[res.peak_layer]
+
+
+def test_identical_models_have_no_direction_anywhere() -> None:
+    rng = np.random.default_rng(16)
+    h = rng.normal(size=(12, 3, 5))
+    for variant in ("code", "paper"):
+        res = geometric_fragility(h, h.copy(), np.arange(12) < 6, variant=variant)  # type: ignore[arg-type]
+        assert res.gfs == 0.0 and res.empty.all() and np.isnan(res.c).all()

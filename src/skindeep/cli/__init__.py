@@ -10,6 +10,7 @@ from rich.markup import escape
 from skindeep.cli._common import console
 from skindeep.cli.ablate import ablate_command
 from skindeep.cli.audit import audit as audit_command
+from skindeep.cli.audit import compare_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.cli.refusal import refusal
@@ -26,6 +27,7 @@ app.add_typer(organisms_app, name="organisms")
 app.add_typer(model_app, name="model")
 app.command()(retention)
 app.command("audit")(audit_command)
+app.command("audit-compare")(compare_command)
 app.command()(refusal)
 app.command("ablate")(ablate_command)
 

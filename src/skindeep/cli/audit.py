@@ -3,6 +3,9 @@
 Prompt sets are files (.txt one per line, .json, .jsonl, .csv/.tsv) or the organism language:
 `organism:heldout` / `organism:train` draw --n-prompts (default 64) distinct requests of the
 right class from the generated chat language (held-out topics are never seen in alignment).
+
+`compare_command` reads the safety subspaces two audits wrote and measures principal angles
+between them layer by layer (and across all layer pairs).
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ class StatsOn(StrEnum):
 
     aligned = "aligned"
     difference = "difference"
+
+
+class PermanovaDistance(StrEnum):
+    """PERMANOVA dissimilarity (euclidean: squared Euclidean distances enter the pseudo-F)."""
+
+    euclidean = "euclidean"
+    sqeuclidean = "sqeuclidean"
 
 
 def resolve_prompts(
@@ -105,6 +115,10 @@ def audit(
     k: Annotated[int | None, typer.Option(min=1, help="Fixed subspace dimension")] = None,
     eps: Annotated[float | None, typer.Option(help="Energy tolerance for k (default 0.05)")] = None,
     stats_on: Annotated[StatsOn, typer.Option(help="Layer tests on")] = StatsOn.aligned,
+    permanova_distance: Annotated[
+        PermanovaDistance,
+        typer.Option(help="PERMANOVA dissimilarity; euclidean: sums of squared distances"),
+    ] = PermanovaDistance.euclidean,
     n_prompts: Annotated[int | None, typer.Option(min=1, help="Prompts per class")] = None,
     column: Annotated[str | None, typer.Option(help="Column of tabular prompt files")] = None,
     seed: Annotated[int, typer.Option(help="Seed of organism prompts, splits, permutations")] = 0,
@@ -133,7 +147,8 @@ def audit(
             variant=variant.value, fmt=fmt.value, layers=parse_layers(layers), site=site.value,
             batch_size=batch_size, n_perm=n_perm, alpha=100.0 if alpha is None else alpha,
             select_alpha=select_alpha, k=k, eps=0.05 if eps is None else eps,
-            stats_on=stats_on.value, seed=seed, refresh=refresh,
+            stats_on=stats_on.value, permanova_distance=permanova_distance.value, seed=seed,
+            refresh=refresh,
         )  # fmt: skip
     except ValidationError as exc:
         raise ConfigError(f"invalid audit options: {exc}") from exc
@@ -148,3 +163,31 @@ def audit(
     title = f"audit: {short_name(aligned)} vs {short_name(base)}"
     out.print(audit_summary_table(result, title=title))
     console.print(f"results in {out_dir}: {', '.join(p.name for p in vars(files).values() if p)}")
+
+
+def compare_command(
+    run_a: Annotated[
+        Path, typer.Argument(metavar="RUN_A", help="Folder written by `skindeep audit`")
+    ],
+    run_b: Annotated[
+        Path | None,
+        typer.Argument(metavar="[RUN_B]", help="A second audit folder (omit: A across layers)"),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for compare.json")] = Path(
+        "audit-compare"
+    ),
+) -> None:
+    """Principal angles between the safety subspaces of two audits, layer by layer.
+
+    Reads the directions.safetensors of each audit folder. Both audits need the same hidden
+    size and layers; angles at a layer where either audit found D_l = 0 are undefined. Writes
+    compare.json (per-layer angles, all layer pairs across and within the audits) into --out.
+    """
+    from skindeep.report import compare_runs, comparison_table, read_subspaces, write_comparison
+
+    a = read_subspaces(run_a)
+    b = None if run_b is None else read_subspaces(run_b)
+    cmp = compare_runs(a, b)
+    path = write_comparison(cmp, out_dir)
+    out.print(comparison_table(cmp))
+    console.print(f"results in {path}")

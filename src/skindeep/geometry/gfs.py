@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from skindeep.geometry._checks import (
+    BoolArray,
     FloatArray,
     as_finite_array,
     check_binary_labels,
@@ -21,6 +22,7 @@ from skindeep.geometry.directions import (
     cpca_subspace,
     pca_direction,
 )
+from skindeep.geometry.subspace import centered_energy, no_energy_layers
 
 Variant = Literal["code", "paper"]
 VARIANTS: tuple[str, ...] = ("code", "paper")
@@ -33,15 +35,16 @@ class GFSResult:
     gfs: float
     """Sum over layers of `contribution`; higher means more fragile."""
     d: FloatArray
-    """[L] |Cohen's d| (harmful vs harmless) of the projection onto v_l."""
+    """[L] |Cohen's d| (harmful vs harmless) of the projection onto v_l; 0 at empty layers."""
     c: FloatArray
-    """[L] |cos(v_l, a_l)|, alignment of the difference direction with the refusal direction."""
+    """[L] |cos(v_l, a_l)|, alignment of v_l with the refusal direction; NaN at empty layers."""
     w: FloatArray
     """[L] layer weights, summing to 1."""
     contribution: FloatArray
-    """[L] w * d * (1 - c)."""
+    """[L] w * d * (1 - c); exactly 0 at empty layers."""
     directions: FloatArray
-    """[L, d] unit difference directions v_l (PC1 of D_l, or the top cPCA eigenvector)."""
+    """[L, d] unit difference directions v_l (PC1 of D_l, or the top cPCA eigenvector); NaN rows
+    at empty layers."""
     arditi: FloatArray
     """[L, d] unit Arditi directions a_l of the aligned model."""
     peak_layer: int
@@ -50,6 +53,9 @@ class GFSResult:
     """'code' (released-code PCA) or 'paper' (contrastive PCA)."""
     alpha: float | None
     """The cPCA alpha for the paper variant, None for the code variant."""
+    empty: BoolArray
+    """[L] True where D_l carries no energy (`no_energy_layers`): alignment left the layer
+    untouched (or shifted every prompt alike), so there is no difference direction."""
 
     @property
     def n_layers(self) -> int:
@@ -84,6 +90,9 @@ def geometric_fragility(
     projecting D_l. Paper variant: v_l = top eigenvector of cov(H_aligned,l) - alpha *
     cov(H_base,l) and d_l from projecting H_aligned,l. In both, c_l = |cos(v_l, a_l)| with a_l the
     Arditi direction of the aligned model.
+
+    Layers where the centered D_l has no energy (both covariances equal, so neither variant has a
+    direction) get v_l = NaN, c_l = NaN, d_l = 0 and contribute exactly 0.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -95,14 +104,23 @@ def geometric_fragility(
     if variant == "paper" and (not np.isfinite(alpha) or alpha < 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
 
-    directions = np.empty((n_layers, aligned.shape[2]))
-    arditi = np.empty_like(directions)
-    d = np.empty(n_layers)
-    c = np.empty(n_layers)
+    energies = np.empty(n_layers)
     for layer in range(n_layers):  # one layer in float64 at a time
+        energies[layer] = centered_energy(
+            np.asarray(aligned[:, layer, :], dtype=np.float64) - base[:, layer, :]
+        )
+    empty = no_energy_layers(energies)
+
+    directions = np.full((n_layers, aligned.shape[2]), np.nan)
+    arditi = np.empty_like(directions)
+    d = np.zeros(n_layers)
+    c = np.full(n_layers, np.nan)
+    for layer in range(n_layers):
         a_l = np.asarray(aligned[:, layer, :], dtype=np.float64)
         b_l = np.asarray(base[:, layer, :], dtype=np.float64)
         arditi[layer] = arditi_direction(a_l[harmful], a_l[~harmful])
+        if empty[layer]:
+            continue
         if variant == "code":
             diff = a_l - b_l
             v = pca_direction(diff)
@@ -115,7 +133,8 @@ def geometric_fragility(
         c[layer] = abs_cosine(v, arditi[layer])
 
     w = layer_weights(n_layers, variant)
-    contribution = w * d * (1.0 - c)
+    contribution = np.zeros(n_layers)
+    contribution[~empty] = w[~empty] * d[~empty] * (1.0 - c[~empty])
     return GFSResult(
         gfs=float(contribution.sum()),
         d=d,
@@ -127,4 +146,5 @@ def geometric_fragility(
         peak_layer=int(np.argmax(d)),
         variant=variant,
         alpha=float(alpha) if variant == "paper" else None,
+        empty=empty,
     )

@@ -1,14 +1,31 @@
-"""Low-rank safety subspaces and how they compare: eps-energy rank, principal angles, linear CKA."""
+"""Low-rank safety subspaces and how they compare: eps-energy rank, principal angles, linear CKA.
+
+A layer whose difference matrix D_l carries no energy (alignment left it untouched, or moved every
+prompt by the same vector) has an empty subspace (k = 0, a [d, 0] basis): it has no direction, and
+principal angles involving it are undefined (NaN here, never 0).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from skindeep.geometry._checks import FloatArray, as_float_array, check_eps, check_min_rows
+from skindeep.geometry._checks import (
+    BoolArray,
+    FloatArray,
+    as_float_array,
+    check_eps,
+    check_min_rows,
+)
 from skindeep.geometry.directions import _centered_svd, _pca_from_svd
+
+IntArray = NDArray[np.int64]
+
+ZERO_ENERGY_RTOL = 1e-12
+"""D_l has no energy when ||D_l - mean||_F^2 <= this times the largest layer's (1e-6 in norm)."""
 
 
 @dataclass(frozen=True)
@@ -18,11 +35,16 @@ class Subspace:
     basis: FloatArray
     """[d, k] orthonormal columns, descending variance, sign-fixed as in `pca_subspace`."""
     k: int
-    """Dimension kept (fixed, or chosen by the eps-energy rule)."""
+    """Dimension kept (fixed, or chosen by the eps-energy rule); 0 when D_l has no energy."""
     singular_values: FloatArray
     """[min(n, d)] full spectrum of the centered D_l, descending."""
     energy: float
     """Share of the total squared singular values captured by the k kept directions."""
+
+    @property
+    def is_empty(self) -> bool:
+        """True when D_l carries no energy, so the subspace has no direction (k = 0)."""
+        return self.k == 0
 
 
 @dataclass(frozen=True)
@@ -38,13 +60,33 @@ class SafetySubspace:
 
     @property
     def ks(self) -> np.ndarray:
-        """[L] dimension kept at each layer."""
+        """[L] dimension kept at each layer (0 where the layer is empty)."""
         return np.array([s.k for s in self.layers], dtype=np.int64)
 
     @property
+    def empty(self) -> BoolArray:
+        """[L] True where D_l carries no energy and the subspace is empty."""
+        return np.array([s.is_empty for s in self.layers], dtype=bool)
+
+    @property
     def bases(self) -> tuple[FloatArray, ...]:
-        """Per-layer [d, k_l] bases."""
+        """Per-layer [d, k_l] bases ([d, 0] at empty layers)."""
         return tuple(s.basis for s in self.layers)
+
+
+def centered_energy(x: FloatArray) -> float:
+    """||x - mean(x)||_F^2 of a sample matrix [n, d]: the energy the empty-layer rule compares."""
+    return float(np.sum((x - x.mean(axis=0)) ** 2))
+
+
+def no_energy_layers(energies: ArrayLike, rtol: float = ZERO_ENERGY_RTOL) -> BoolArray:
+    """[L] True where a layer's energy is <= rtol times the largest layer's (all True if all 0)."""
+    e = as_float_array(energies, "energies", 1)
+    if np.any(e < 0):
+        raise ValueError("energies must be non-negative")
+    if not 0.0 <= rtol < 1.0:
+        raise ValueError(f"rtol must be in [0, 1), got {rtol}")
+    return e <= rtol * float(e.max())
 
 
 def energy_rank(singular_values: ArrayLike, eps: float = 0.05) -> int:
@@ -66,7 +108,11 @@ def energy_rank(singular_values: ArrayLike, eps: float = 0.05) -> int:
 
 
 def safety_subspace(D: ArrayLike, k: int | None = None, eps: float = 0.05) -> SafetySubspace:
-    """Per-layer top-k PCA subspace of D [n, L, d] (or [n, d], one layer); k=None: energy_rank."""
+    """Per-layer top-k PCA subspace of D [n, L, d] (or [n, d], one layer); k=None: energy_rank.
+
+    Layers whose D_l has no energy (`no_energy_layers` over the given layers) get k = 0 and a
+    [d, 0] basis, whatever k was asked for.
+    """
     x = as_float_array(D, "D", (2, 3))
     if x.ndim == 2:
         x = x[:, None, :]
@@ -75,18 +121,21 @@ def safety_subspace(D: ArrayLike, k: int | None = None, eps: float = 0.05) -> Sa
     n, n_layers, d = x.shape
     if k is not None and not 1 <= k <= min(n, d):
         raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
+    svds = [_centered_svd(x[:, layer, :]) for layer in range(n_layers)]
+    empty = no_energy_layers([centered_energy(x[:, layer, :]) for layer in range(n_layers)])
     layers = []
-    for layer in range(n_layers):
-        mean, s, vt = _centered_svd(x[:, layer, :])
+    for (mean, s, vt), is_empty in zip(svds, empty, strict=True):
+        if is_empty:
+            layers.append(Subspace(basis=np.zeros((d, 0)), k=0, singular_values=s, energy=0.0))
+            continue
         k_l = k if k is not None else max(1, energy_rank(s, eps))
-        total = float(np.sum(s**2))
         pca = _pca_from_svd(mean, s, vt, k_l, n)
         layers.append(
             Subspace(
                 basis=pca.basis,
                 k=k_l,
                 singular_values=s,
-                energy=float(np.sum(s[:k_l] ** 2) / total) if total > 0 else 0.0,
+                energy=float(np.sum(s[:k_l] ** 2) / np.sum(s**2)),
             )
         )
     return SafetySubspace(layers=tuple(layers), eps=eps, fixed_k=k)
@@ -104,19 +153,8 @@ def _orthonormal_columns(x: FloatArray, name: str) -> FloatArray:
     return q
 
 
-def principal_angles(U: ArrayLike, V: ArrayLike) -> FloatArray:
-    """Principal angles (radians, ascending) between span(U) and span(V); U [d, p], V [d, q].
-
-    Columns span the subspaces (need not be orthonormal). Cosines come from svd(Qa^T Qb), sines
-    from svd(Qb - Qa Qa^T Qb); each angle uses the better-conditioned one (Bjorck-Golub), so
-    small angles are as accurate as large ones.
-    """
-    a = as_float_array(U, "U", 2)
-    b = as_float_array(V, "V", 2)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"U and V must have the same number of rows d, got {a.shape} vs {b.shape}")
-    qa = _orthonormal_columns(a, "U")
-    qb = _orthonormal_columns(b, "V")
+def _angles_between(qa: FloatArray, qb: FloatArray) -> FloatArray:
+    """Principal angles (radians, ascending) between two orthonormal [d, p], [d, q] bases."""
     if qb.shape[1] > qa.shape[1]:
         qa, qb = qb, qa
     cross = qa.T @ qb
@@ -124,6 +162,144 @@ def principal_angles(U: ArrayLike, V: ArrayLike) -> FloatArray:
     sin = np.clip(np.linalg.svd(qb - qa @ cross, compute_uv=False)[::-1], 0.0, 1.0)  # ascending
     angles = np.where(cos**2 >= 0.5, np.arcsin(sin), np.arccos(cos))
     return np.sort(angles)
+
+
+def principal_angles(U: ArrayLike, V: ArrayLike) -> FloatArray:
+    """Principal angles (radians, ascending) between span(U) and span(V); U [d, p], V [d, q].
+
+    Columns span the subspaces (need not be orthonormal). Cosines come from svd(Qa^T Qb), sines
+    from svd(Qb - Qa Qa^T Qb); each angle uses the better-conditioned one (Bjorck-Golub), so
+    small angles are as accurate as large ones. An empty subspace (p or q = 0) raises: its
+    angles are undefined.
+    """
+    a = as_float_array(U, "U", 2)
+    b = as_float_array(V, "V", 2)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"U and V must have the same number of rows d, got {a.shape} vs {b.shape}")
+    return _angles_between(_orthonormal_columns(a, "U"), _orthonormal_columns(b, "V"))
+
+
+Bases = SafetySubspace | Sequence[ArrayLike]
+"""Per-layer subspaces: a SafetySubspace, or one [d, k_l] column basis per layer (k_l may be 0)."""
+
+
+def _layer_bases(x: Bases, name: str) -> tuple[list[FloatArray | None], int]:
+    """Orthonormal [d, k_l] bases per layer (None where empty) and their common width d."""
+    raw = [
+        np.asarray(b, dtype=np.float64) for b in (x.bases if isinstance(x, SafetySubspace) else x)
+    ]
+    if not raw:
+        raise ValueError(f"{name} has no layers")
+    out: list[FloatArray | None] = []
+    for i, arr in enumerate(raw):
+        if arr.ndim != 2:
+            raise ValueError(f"{name} layer {i}: a basis must be [d, k], got shape {arr.shape}")
+        if arr.shape[0] != raw[0].shape[0]:
+            raise ValueError(
+                f"{name} mixes widths: layer 0 has d = {raw[0].shape[0]}, layer {i} has "
+                f"d = {arr.shape[0]}"
+            )
+        where = f"{name} layer {i}"
+        out.append(
+            None
+            if arr.shape[1] == 0
+            else _orthonormal_columns(as_float_array(arr, where, 2), where)
+        )
+    return out, int(raw[0].shape[0])
+
+
+def _summary(angles: FloatArray | None) -> tuple[float, float, float]:
+    """Mean cosine, smallest and largest angle (degrees) of ascending radians; NaN if undefined."""
+    if angles is None:
+        return np.nan, np.nan, np.nan
+    deg = np.degrees(angles)
+    return float(np.mean(np.cos(angles))), float(deg[0]), float(deg[-1])
+
+
+@dataclass(frozen=True)
+class SubspaceComparison:
+    """Principal angles between layer l of one per-layer subspace set and layer l of another."""
+
+    angles_deg: tuple[FloatArray | None, ...]
+    """Per layer, the min(k_a, k_b) principal angles in degrees, ascending; None where undefined."""
+    mean_cos: FloatArray
+    """[L] mean cosine of the angles (1: nested spans, 0: orthogonal); NaN: undefined."""
+    ks_a: IntArray
+    """[L] dimension of each layer's subspace in the first set (0: empty)."""
+    ks_b: IntArray
+    """[L] dimension of each layer's subspace in the second set (0: empty)."""
+
+    @property
+    def n_layers(self) -> int:
+        """Number of layers L."""
+        return len(self.angles_deg)
+
+    @property
+    def defined(self) -> BoolArray:
+        """[L] True where both subspaces are non-empty, so the angles exist."""
+        return np.array([a is not None for a in self.angles_deg], dtype=bool)
+
+    @property
+    def min_angle_deg(self) -> FloatArray:
+        """[L] smallest principal angle in degrees; NaN where undefined."""
+        return np.array([np.nan if a is None else a[0] for a in self.angles_deg])
+
+    @property
+    def max_angle_deg(self) -> FloatArray:
+        """[L] largest principal angle in degrees; NaN where undefined."""
+        return np.array([np.nan if a is None else a[-1] for a in self.angles_deg])
+
+
+@dataclass(frozen=True)
+class SubspaceAngleMatrix:
+    """All-pairs layer x layer principal-angle summaries between two subspace sets (or one)."""
+
+    mean_cos: FloatArray
+    """[L_a, L_b] mean cosine of the principal angles; NaN where either subspace is empty."""
+    min_angle_deg: FloatArray
+    """[L_a, L_b] smallest principal angle in degrees; NaN where undefined."""
+    max_angle_deg: FloatArray
+    """[L_a, L_b] largest principal angle in degrees; NaN where undefined."""
+
+
+def compare_subspaces(a: Bases, b: Bases) -> SubspaceComparison:
+    """Principal angles between layer l of `a` and layer l of `b` (same d and L, e.g. two models).
+
+    Angles and mean cosines are undefined (None / NaN) where either layer's subspace is empty.
+    """
+    qa, da = _layer_bases(a, "a")
+    qb, db = _layer_bases(b, "b")
+    if da != db:
+        raise ValueError(f"the subspaces live in different spaces: d = {da} vs d = {db}")
+    if len(qa) != len(qb):
+        raise ValueError(f"the subspace sets have different layer counts: {len(qa)} vs {len(qb)}")
+    radians = [
+        None if u is None or v is None else _angles_between(u, v)
+        for u, v in zip(qa, qb, strict=True)
+    ]
+    ks_a, ks_b = (np.array([0 if q is None else q.shape[1] for q in qs]) for qs in (qa, qb))
+    return SubspaceComparison(
+        angles_deg=tuple(None if t is None else np.degrees(t) for t in radians),
+        mean_cos=np.array([_summary(t)[0] for t in radians]),
+        ks_a=ks_a.astype(np.int64),
+        ks_b=ks_b.astype(np.int64),
+    )
+
+
+def subspace_angle_matrix(a: Bases, b: Bases | None = None) -> SubspaceAngleMatrix:
+    """Every layer of `a` against every layer of `b`; b=None: `a` against itself (symmetric)."""
+    qa, da = _layer_bases(a, "a")
+    qb, db = (qa, da) if b is None else _layer_bases(b, "b")
+    if da != db:
+        raise ValueError(f"the subspaces live in different spaces: d = {da} vs d = {db}")
+    out = np.full((3, len(qa), len(qb)), np.nan)
+    for i, u in enumerate(qa):
+        for j, v in enumerate(qb):
+            if b is None and j < i:
+                out[:, i, j] = out[:, j, i]
+            else:
+                out[:, i, j] = _summary(None if u is None or v is None else _angles_between(u, v))
+    return SubspaceAngleMatrix(mean_cos=out[0], min_angle_deg=out[1], max_angle_deg=out[2])
 
 
 def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:

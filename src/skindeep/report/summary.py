@@ -32,12 +32,18 @@ def audit_summary_table(result: AuditResult, title: str = "skindeep audit") -> T
         "Arditi |d| at peak", _fmt(g.arditi_d[i]), f"held-out {_fmt(g.arditi_d_heldout[i])}"
     )
     table.add_row("subspace k at peak", str(int(g.subspace.ks[i])), _k_note(result))
+    n_empty = int(g.empty.sum())
+    if n_empty:
+        ids = ", ".join(str(layer) for layer, e in zip(g.layers, g.empty, strict=True) if e)
+        table.add_row(
+            "layers with D_l = 0", f"{n_empty} / {n_layers}", f"{ids}: no subspace, c undefined"
+        )
     table.add_row("probe accuracy at peak", _fmt(st.probe_accuracy[i]), f"on {g.stats_on}")
     table.add_row("linear CKA at peak", _fmt(g.cka[i]), "aligned vs base")
     table.add_row(
         "layers separating (BH)",
         f"{int(st.permanova_reject.sum())} / {int(st.mmd_reject.sum())}",
-        f"PERMANOVA / MMD at q = {st.q:g}, {st.n_perm} permutations",
+        f"PERMANOVA ({g.permanova_distance}) / MMD at q = {st.q:g}, {st.n_perm} permutations",
     )
     table.add_row("activations", result.spec.site, f"{result.spec.fmt} format, last token")
     return table

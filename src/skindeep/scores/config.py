@@ -42,6 +42,10 @@ class AuditConfig(BaseModel):
     """Energy tolerance of the rank rule (k = smallest rank holding 1 - eps of the energy)."""
     stats_on: Literal["aligned", "difference"] = "aligned"
     """Layer statistics on the aligned model's activations or on D = aligned - base."""
+    permanova_distance: Literal["euclidean", "sqeuclidean"] = "euclidean"
+    """PERMANOVA dissimilarity. 'euclidean': the pseudo-F sums run over squared Euclidean
+    distances (SPEC; equals the classical trace F). 'sqeuclidean': the squared distance is the
+    dissimilarity, so its square (||x - y||^4) enters the sums."""
     test_size: float = Field(0.3, gt=0.0, lt=1.0)
     """Held-out share for the probe, alpha selection and the held-out Arditi effect size."""
     seed: int = 0

@@ -26,8 +26,9 @@ from skindeep.geometry import (
     safety_subspace,
     select_cpca_alpha,
 )
-from skindeep.geometry._checks import FloatArray
+from skindeep.geometry._checks import BoolArray, FloatArray
 from skindeep.geometry._probe import stratified_split
+from skindeep.geometry.subspace import centered_energy, no_energy_layers
 from skindeep.scores.config import AuditConfig
 
 
@@ -41,12 +42,14 @@ class AlphaChoice:
     alphas: FloatArray
     """[m] the grid tried."""
     accuracies: FloatArray
-    """[L, m] held-out accuracy of the 1-D cPCA projection, per layer and alpha."""
+    """[L, m] held-out accuracy of the 1-D cPCA projection, per layer and alpha; NaN rows at
+    layers where D_l has no energy (no contrast to find, so they take no part in the choice)."""
 
     @property
     def mean_accuracy(self) -> FloatArray:
-        """[m] accuracy averaged over layers."""
-        return self.accuracies.mean(axis=0)
+        """[m] accuracy averaged over the layers that were scored (NaN if none was)."""
+        scored = self.accuracies[np.isfinite(self.accuracies).all(axis=1)]
+        return scored.mean(axis=0) if scored.size else np.full(self.alphas.shape, np.nan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,21 +65,30 @@ class PairGeometry:
     alpha_choice: AlphaChoice | None
     """The selection curve when alpha was selected."""
     subspace: SafetySubspace
-    """Per-layer top-k PCA subspace of D_l = H_aligned,l - H_base,l."""
-    angles: tuple[FloatArray, ...]
-    """[L - 1] principal angles (radians) between the subspaces of consecutive layers."""
+    """Per-layer top-k PCA subspace of D_l = H_aligned,l - H_base,l (empty where D_l = 0)."""
+    angles: tuple[FloatArray | None, ...]
+    """[L - 1] principal angles (radians) between the subspaces of consecutive layers; None where
+    either subspace is empty (undefined, not 0)."""
     cka: FloatArray
     """[L] linear CKA of aligned vs base activations."""
     stats: LayerStatistics
     """PERMANOVA, MMD (BH-adjusted) and probe accuracy, harmful vs harmless."""
     stats_on: str
     """'aligned' activations or 'difference' D_l."""
+    permanova_distance: str
+    """PERMANOVA dissimilarity: 'euclidean' (squared Euclidean distances enter the pseudo-F
+    sums: the classical trace F) or 'sqeuclidean' (their squares do)."""
     arditi_d: FloatArray
     """[L] |Cohen's d| of the aligned activations projected on the Arditi direction (in-sample)."""
     arditi_d_heldout: FloatArray
     """[L] the same with the direction fitted on the train split and scored on the test split."""
     relative_change: FloatArray
     """[L] ||D_l||_F / ||H_base,l||_F: how much alignment moved each layer (0: untouched)."""
+
+    @property
+    def empty(self) -> BoolArray:
+        """[L] True where D_l carries no energy: no subspace, no direction, no GFS contribution."""
+        return self.subspace.empty
 
 
 def _check_inputs(
@@ -94,12 +106,18 @@ def _check_inputs(
 
 
 def _choose_alpha(
-    aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, config: AuditConfig
+    aligned: np.ndarray,
+    base: np.ndarray,
+    harmful: np.ndarray,
+    config: AuditConfig,
+    empty: np.ndarray,
 ) -> AlphaChoice:
-    """Run the held-out alpha selection at every layer and keep the best mean accuracy."""
+    """Run the held-out alpha selection at every layer with energy; keep the best mean accuracy."""
+    alphas = np.asarray(config.alphas, dtype=np.float64)
+    accuracies = np.full((aligned.shape[1], alphas.size), np.nan)
     try:
-        curves = [
-            select_cpca_alpha(
+        for layer in np.flatnonzero(~empty):
+            accuracies[layer] = select_cpca_alpha(
                 aligned[:, layer].astype(np.float64),
                 base[:, layer].astype(np.float64),
                 harmful,
@@ -107,13 +125,12 @@ def _choose_alpha(
                 test_size=config.test_size,
                 seed=config.seed,
             ).accuracies
-            for layer in range(aligned.shape[1])
-        ]
     except ValueError as exc:
         raise PromptError(f"cannot select alpha on these prompts: {exc}") from exc
-    accuracies = np.stack(curves)
-    alphas = np.asarray(config.alphas, dtype=np.float64)
-    mean = accuracies.mean(axis=0)
+    choice = AlphaChoice(config.alpha, alphas, accuracies)
+    mean = choice.mean_accuracy
+    if not np.isfinite(mean).any():  # every layer untouched: nothing to select on
+        return choice
     best = alphas[mean == mean.max()]
     alpha = config.alpha if config.alpha in best else best[0]  # ties: keep the default
     return AlphaChoice(float(alpha), alphas, accuracies)
@@ -149,6 +166,7 @@ def _layer_tests(h: np.ndarray, harmful: np.ndarray, config: AuditConfig) -> Lay
         part = layer_statistics(
             sub[harmful], sub[~harmful], n_perm=config.n_perm, q=config.q,
             test_size=config.test_size, seed=config.seed,
+            permanova_distance=config.permanova_distance,
         )  # fmt: skip
     if part is not None and idx.size == n_layers:
         return part
@@ -163,10 +181,12 @@ def _layer_tests(h: np.ndarray, harmful: np.ndarray, config: AuditConfig) -> Lay
     return LayerStatistics(**fields)
 
 
-def _consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray, ...]:
-    """Principal angles between layer l and layer l + 1 subspaces."""
-    bases = subspace.bases
-    return tuple(principal_angles(u, v) for u, v in pairwise(bases))
+def _consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray | None, ...]:
+    """Principal angles between layer l and layer l + 1 subspaces; None if either is empty."""
+    return tuple(
+        None if u.shape[1] == 0 or v.shape[1] == 0 else principal_angles(u, v)
+        for u, v in pairwise(subspace.bases)
+    )
 
 
 def pair_geometry(
@@ -194,13 +214,14 @@ def pair_geometry(
     except ValueError as exc:
         raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
 
-    choice = _choose_alpha(aligned, base, harmful, config) if config.select_alpha else None
+    diff = aligned.astype(np.float64) - base
+    empty = no_energy_layers([centered_energy(diff[:, i]) for i in range(n_layers)])
+    choice = _choose_alpha(aligned, base, harmful, config, empty) if config.select_alpha else None
     alpha = choice.alpha if choice is not None else config.alpha
     gfs = {
         "code": geometric_fragility(aligned, base, harmful, "code"),
         "paper": geometric_fragility(aligned, base, harmful, "paper", alpha=alpha),
     }
-    diff = aligned.astype(np.float64) - base
     base_norm = np.linalg.norm(base.astype(np.float64), axis=(0, 2))
     relative_change = np.linalg.norm(diff, axis=(0, 2)) / np.where(base_norm > 0, base_norm, 1.0)
     subspace = safety_subspace(diff, k=config.k, eps=config.eps)
@@ -218,6 +239,7 @@ def pair_geometry(
         cka=cka,
         stats=stats,
         stats_on=config.stats_on,
+        permanova_distance=config.permanova_distance,
         arditi_d=arditi_d,
         arditi_d_heldout=arditi_d_heldout,
         relative_change=relative_change,

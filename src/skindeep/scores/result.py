@@ -18,6 +18,12 @@ from skindeep.scores.pair import PairGeometry
 RESULT_FORMAT = 1
 """Version of the results JSON layout."""
 
+PERMANOVA_SUMS = {
+    "euclidean": "squared Euclidean distances ||x - y||^2 (classical trace F)",
+    "sqeuclidean": "squares of squared Euclidean distances ||x - y||^4",
+}
+"""What enters the PERMANOVA sums of squares under each `permanova_distance`."""
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -47,16 +53,16 @@ class PromptInfo:
         return cls(ps.name, ps.source, len(ps))
 
 
-def _clean(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready: arrays to lists, numpy scalars to Python, NaN/inf to None."""
     if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
+        return json_ready(value.tolist())
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_ready(v) for v in value]
     if isinstance(value, np.generic):
-        return _clean(value.item())
+        return json_ready(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -108,6 +114,7 @@ class AuditResult:
             "c": res.c,
             "w": res.w,
             "contribution": res.contribution,
+            "empty": res.empty,
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -115,7 +122,7 @@ class AuditResult:
         g = self.geometry
         sub = g.subspace
         choice = g.alpha_choice
-        return _clean(
+        return json_ready(
             {
                 "format": RESULT_FORMAT,
                 "kind": "skindeep.audit",
@@ -156,16 +163,23 @@ class AuditResult:
                     "eps": sub.eps,
                     "fixed_k": sub.fixed_k,
                     "k": sub.ks,
+                    "empty": sub.empty,
                     "energy": [s.energy for s in sub.layers],
                     "singular_values": [s.singular_values for s in sub.layers],
                 },
                 "principal_angles": {
                     "between": [list(p) for p in pairwise(g.layers)],
                     "radians": list(g.angles),
+                    "undefined": "null where either layer's subspace is empty (D_l = 0)",
                 },
                 "cka": g.cka,
                 "relative_change": g.relative_change,
-                "layer_statistics": {"on": g.stats_on, **asdict(g.stats)},
+                "layer_statistics": {
+                    "on": g.stats_on,
+                    "permanova_distance": g.permanova_distance,
+                    "permanova_sums_over": PERMANOVA_SUMS[g.permanova_distance],
+                    **asdict(g.stats),
+                },
             }
         )
 
@@ -182,6 +196,7 @@ class AuditResult:
             row.update(
                 arditi_d=float(g.arditi_d[i]),
                 arditi_d_heldout=float(g.arditi_d_heldout[i]),
+                empty=bool(g.empty[i]),
                 subspace_k=int(g.subspace.ks[i]),
                 subspace_energy=float(g.subspace.layers[i].energy),
                 min_angle_to_next_deg=None if angles is None else float(np.degrees(angles[0])),
@@ -196,5 +211,5 @@ class AuditResult:
                 mmd_p_adjusted=float(st.mmd_p_adjusted[i]),
                 probe_accuracy=float(st.probe_accuracy[i]),
             )
-            rows.append(_clean(row))
+            rows.append(json_ready(row))
         return rows
