@@ -259,7 +259,8 @@ def test_cli_prompt_errors_exit_2(
         (["--alpha", "10", "--select-alpha"], "--alpha or --select-alpha, not both"),
         (["--k", "2", "--eps", "0.1"], "--k or --eps, not both"),
         (["--layers", "0,x"], "comma-separated integers"),
-        (["--harmful", "organism:test"], "organism:heldout or organism:train"),
+        (["--harmful", "organism:test"], "expected organism:SPLIT-CLASS"),
+        (["--harmful", "organism:heldout-harmless"], "names harmless prompts"),
     ],
 )
 def test_cli_option_errors_exit_2(extra, message, capsys, monkeypatch) -> None:

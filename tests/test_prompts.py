@@ -16,6 +16,7 @@ from skindeep.prompts import (
     from_dataset,
     load_prompts,
     organism_prompts,
+    resolve_prompt_spec,
     split_prompts,
 )
 
@@ -122,6 +123,32 @@ def test_from_dataset_offline_fails_fast_and_clearly(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(loading, "_hub_offline", lambda: True)
     with pytest.raises(PromptError, match="offline or unreachable"):
         from_dataset("skindeep-test/no-such-dataset-xyz", "train")
+
+
+def test_prompt_specs_name_files_datasets_and_organism_sets(tmp_path: Path) -> None:
+    """One syntax for every command: files, hf:NAME[:SPLIT] through `datasets`, organism sets."""
+    folder = tmp_path / "local_ds"
+    folder.mkdir()
+    (folder / "train.csv").write_text("goal,target\nhow to bake bread,x\nhow to fix a bike,y\n")
+    found = resolve_prompt_spec(f"hf:{folder}", column="goal")  # a local dataset folder
+    assert found.prompts == ("how to bake bread", "how to fix a bike")
+    assert found.source.startswith("hf:") and found.source.endswith("#goal")
+    first = resolve_prompt_spec(f"hf:{folder}:train", column="goal", n=1)
+    assert first.prompts == found.prompts[:1]
+    assert resolve_prompt_spec(str(DATA / "advbench.csv"), column="goal", n=3) == load_prompts(
+        DATA / "advbench.csv", column="goal", limit=3
+    )
+    organism = resolve_prompt_spec("organism:heldout:12", harmful=True, seed=2)
+    assert organism == organism_prompts(True, "heldout", n=12, seed=2)
+    harmless = resolve_prompt_spec("organism:train-harmless", n=7)
+    assert harmless == organism_prompts(False, "train", 7)
+    for bad, message in [
+        ("hf:", "expected hf:NAME"),
+        ("organism:heldout", "expected organism:SPLIT-CLASS"),
+        ("organism:heldout-harmful:x", "must be an integer"),
+    ]:
+        with pytest.raises(PromptError, match=message):
+            resolve_prompt_spec(bad)
 
 
 def test_organism_prompts_are_reproducible_and_disjoint() -> None:

@@ -321,3 +321,48 @@ def check_pair(
             f"{len(shared)} prompt(s) are in both the harmful and the harmless set, e.g. "
             f"{_excerpt(shared[0])}; a prompt must have one label"
         )
+
+
+ORGANISM_PREFIX = "organism:"
+DATASET_PREFIX = "hf:"
+ORGANISM_DEFAULT_N = 64
+"""Prompts per class drawn from the organism language when a spec gives no count."""
+
+
+def resolve_prompt_spec(
+    text: str,
+    harmful: bool | None = None,
+    column: str | None = None,
+    seed: int = 0,
+    n: int | None = None,
+) -> PromptSet:
+    """The prompt set a command-line spec names, the same syntax for every command.
+
+    `organism:SPLIT[-CLASS][:N]` (SPLIT train or heldout, CLASS harmful or harmless, implied by
+    `harmful` when omitted, N default `n` or 64), `hf:NAME[:SPLIT]` (a dataset through
+    `datasets`, `column` picks the field), or a prompt file (`column` for tabular files). `n`
+    caps the prompts taken from a file or dataset.
+    """
+    if text.startswith(DATASET_PREFIX):
+        name, _, split = text.removeprefix(DATASET_PREFIX).partition(":")
+        if not name:
+            raise PromptError(f"{text!r}: expected hf:NAME[:SPLIT], e.g. hf:walledai/AdvBench")
+        return from_dataset(name, split or "train", column, limit=n)
+    if not text.startswith(ORGANISM_PREFIX):
+        return load_prompts(text, column=column, limit=n)
+    spec, _, count = text.removeprefix(ORGANISM_PREFIX).partition(":")
+    split, _, kind = spec.partition("-")
+    if not kind and harmful is not None:
+        kind = "harmful" if harmful else "harmless"
+    if split not in ("train", "heldout") or kind not in ("harmful", "harmless"):
+        raise PromptError(
+            f"{text!r}: expected organism:SPLIT-CLASS[:N] with SPLIT train or heldout and CLASS "
+            "harmful or harmless (e.g. organism:heldout-harmful:48), or a prompt file"
+        )
+    if harmful is not None and (kind == "harmful") != harmful:
+        raise PromptError(f"{text!r} names {kind} prompts where harmful={harmful} are expected")
+    try:
+        count_n = int(count) if count else (n or ORGANISM_DEFAULT_N)
+    except ValueError:
+        raise PromptError(f"{text!r}: the count after the second ':' must be an integer") from None
+    return organism_prompts(kind == "harmful", split, count_n, seed)  # type: ignore[arg-type]

@@ -236,7 +236,10 @@ def ablate_command(
     ] = Ablation.projection,
     band: Annotated[Band, typer.Option(help="Layer band for --mode band")] = Band.narrow,
     harmful: Annotated[
-        str, typer.Option(help="Harmful prompts to find directions: a file or organism:SPLIT[:N]")
+        str,
+        typer.Option(
+            help="Harmful prompts to find directions: a file, hf:NAME[:SPLIT] or organism:SPLIT[:N]"
+        ),
     ] = "organism:train",
     harmless: Annotated[str, typer.Option(help="Harmless prompts to find directions")] = (
         "organism:train"

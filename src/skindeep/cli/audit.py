@@ -10,6 +10,7 @@ between them layer by layer (and across all layer pairs).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -18,11 +19,9 @@ import typer
 from rich.console import Console
 
 from skindeep.cli._common import console, progress
-from skindeep.errors import ConfigError, PromptError
-from skindeep.prompts import PromptSet, check_pair, load_prompts, organism_prompts
+from skindeep.errors import ConfigError
+from skindeep.prompts import PromptSet, check_pair, resolve_prompt_spec
 
-ORGANISM_PREFIX = "organism:"
-ORGANISM_DEFAULT_N = 64
 out = Console()
 
 
@@ -64,16 +63,12 @@ class PermanovaDistance(StrEnum):
 def resolve_prompts(
     text: str, harmful: bool, n: int | None, column: str | None, seed: int
 ) -> PromptSet:
-    """A prompt set from a file path or `organism:heldout|train` (the organism language)."""
-    kind = "harmful" if harmful else "harmless"
-    if text.startswith(ORGANISM_PREFIX):
-        split = text.removeprefix(ORGANISM_PREFIX)
-        if split not in ("train", "heldout"):
-            raise PromptError(
-                f"--{kind} {text!r}: expected organism:heldout or organism:train, or a file"
-            )
-        return organism_prompts(harmful, split, n or ORGANISM_DEFAULT_N, seed)
-    return load_prompts(text, column=column, limit=n, name=f"{kind}:{Path(text).stem}")
+    """A prompt set from a file, `hf:NAME[:SPLIT]` or `organism:SPLIT[-CLASS][:N]`."""
+    found = resolve_prompt_spec(text, harmful, column, seed, n)
+    if not text.startswith(("organism:", "hf:")):
+        kind = "harmful" if harmful else "harmless"
+        found = replace(found, name=f"{kind}:{Path(text).stem}")
+    return found
 
 
 def parse_layers(text: str | None) -> tuple[int, ...] | None:
@@ -99,8 +94,14 @@ def audit(
         str, typer.Option("--aligned", "-a", help="Aligned model: hub id or folder")
     ],
     base: Annotated[str, typer.Option("--base", "-b", help="Its base model: hub id or folder")],
-    harmful: Annotated[str, typer.Option(help="Harmful prompts: file or organism:heldout|train")],
-    harmless: Annotated[str, typer.Option(help="Harmless prompts: file or organism:heldout|train")],
+    harmful: Annotated[
+        str,
+        typer.Option(help="Harmful prompts: file, hf:NAME[:SPLIT] or organism:heldout|train[:N]"),
+    ],
+    harmless: Annotated[
+        str,
+        typer.Option(help="Harmless prompts: file, hf:NAME[:SPLIT] or organism:heldout|train[:N]"),
+    ],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results")] = Path(
         "audit"
     ),

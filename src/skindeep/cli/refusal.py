@@ -18,11 +18,8 @@ import typer
 
 from skindeep.cache import atomic_write_json, atomic_write_text
 from skindeep.cli._common import console, progress
-from skindeep.errors import ConfigError, PromptError
-from skindeep.prompts import PromptSet, load_prompts, organism_prompts
-
-ORGANISM_PREFIX = "organism:"
-ORGANISM_DEFAULT_N = 64
+from skindeep.errors import ConfigError
+from skindeep.prompts import PromptSet, resolve_prompt_spec
 
 
 class Format(StrEnum):
@@ -50,25 +47,8 @@ class Flagged(StrEnum):
 def resolve_prompts(
     text: str, column: str | None = None, harmful: bool | None = None, seed: int = 0
 ) -> PromptSet:
-    """A prompt set from a file or `organism:SPLIT-CLASS[:N]` (`harmful` may imply CLASS)."""
-    if not text.startswith(ORGANISM_PREFIX):
-        return load_prompts(text, column=column)
-    spec, _, count = text.removeprefix(ORGANISM_PREFIX).partition(":")
-    split, _, kind = spec.partition("-")
-    if not kind and harmful is not None:
-        kind = "harmful" if harmful else "harmless"
-    if split not in ("train", "heldout") or kind not in ("harmful", "harmless"):
-        raise PromptError(
-            f"{text!r}: expected organism:SPLIT-CLASS[:N] with SPLIT train or heldout and CLASS "
-            "harmful or harmless (e.g. organism:heldout-harmful:48), or a prompt file"
-        )
-    if harmful is not None and (kind == "harmful") != harmful:
-        raise PromptError(f"{text!r} names {kind} prompts where harmful={harmful} are expected")
-    try:
-        n = int(count) if count else ORGANISM_DEFAULT_N
-    except ValueError:
-        raise PromptError(f"{text!r}: the count after the second ':' must be an integer") from None
-    return organism_prompts(kind == "harmful", split, n, seed)  # type: ignore[arg-type]
+    """A prompt set from a file, `hf:NAME[:SPLIT]` or `organism:SPLIT-CLASS[:N]`."""
+    return resolve_prompt_spec(text, harmful, column, seed)
 
 
 def _clip(text: str, width: int) -> str:
@@ -95,7 +75,8 @@ def refusal(
     prompts: Annotated[
         str,
         typer.Option(
-            help="Prompt file (.txt, .json, .jsonl, .csv, .tsv) or organism:SPLIT-CLASS[:N] "
+            help="Prompt file (.txt, .json, .jsonl, .csv, .tsv), hf:NAME[:SPLIT] (a dataset) "
+            "or organism:SPLIT-CLASS[:N] "
             "(SPLIT train|heldout, CLASS harmful|harmless, N default 64), e.g. "
             "organism:heldout-harmful:48"
         ),
