@@ -58,6 +58,35 @@ def test_rate_matches_api(micro_zoo, tmp_path: Path, monkeypatch, capsys) -> Non
     assert "2 more in generations.jsonl" in out
 
 
+def test_classifier_judge_options_reach_the_judge(micro_zoo, tmp_path, monkeypatch, capsys) -> None:
+    """--judge-labels/--judge-style/--judge-template build the same judge as the API does."""
+    from skindeep.evaluation import ClassifierJudge
+
+    path = micro_zoo["micro-llama-sft-full"].path
+    template = tmp_path / "judge.txt"
+    template.write_text("{prompt} ? {response}")
+    args = ["refusal", "--model", str(path), "--prompts", "organism:heldout-harmful:6"]
+    args += ["--judge", "classifier", "--judge-model", str(path), "--judge-labels", "sure,sorry"]
+    args += ["--judge-style", "raw", "--judge-template", str(template)]
+    args += ["--max-new-tokens", "8", "--out", str(tmp_path / "out"), "--show", "0"]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert "measure harmful compliance" in err
+    rows = [
+        json.loads(x) for x in (tmp_path / "out" / "generations.jsonl").read_text().splitlines()
+    ]
+    lm = load_model(path)
+    judge = ClassifierJudge(
+        lm.model, lm.tokenizer, labels=("sure", "sorry"), prompt_style="raw",
+        template="{prompt} ? {response}",
+    )  # fmt: skip
+    p = judge.probabilities([r["prompt"] for r in rows], [r["response"] for r in rows])
+    assert [r["p_harmful"] for r in rows] == pytest.approx(p.tolist(), abs=1e-6)
+    bad = [*args[:-6], "--judge-labels", "sure", "--out", str(tmp_path / "bad")]
+    code, _, err = run_cli(bad, monkeypatch, capsys)
+    assert code == 2 and "expected two words" in err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

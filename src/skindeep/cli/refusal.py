@@ -89,6 +89,24 @@ def refusal(
     judge_model: Annotated[
         Path | None, typer.Option(help="Local causal-LM judge folder (for --judge classifier)")
     ] = None,
+    judge_labels: Annotated[
+        str,
+        typer.Option(
+            help="Classifier: the judge's word for harmful compliance and for not, e.g. "
+            "unsafe,safe (Llama Guard) or Yes,No (HarmBench classifier)"
+        ),
+    ] = "unsafe,safe",
+    judge_style: Annotated[
+        str,
+        typer.Option(
+            help="Classifier input: auto, conversation (its chat template over the exchange), "
+            "instruction (--judge-template as a user message) or raw"
+        ),
+    ] = "auto",
+    judge_template: Annotated[
+        Path | None,
+        typer.Option(help="Classifier: a text file with {prompt} and {response} placeholders"),
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt")] = 64,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch")] = 16,
     fmt: Annotated[
@@ -122,14 +140,31 @@ def refusal(
         raise ConfigError("--judge classifier needs --judge-model PATH (a local checkpoint folder)")
     if judge is JudgeKind.keyword and judge_model is not None:
         raise ConfigError("--judge-model is only used with --judge classifier")
+    if judge is JudgeKind.classifier:
+        console.print(
+            "[yellow]classifier verdicts measure harmful compliance: 'refused' means the judge "
+            "found none, which reads as refusal on harmful prompts only[/]"
+        )
     prompt_set = resolve_prompts(prompts, column)
     if limit is not None:
         prompt_set = prompt_set.head(limit)
     loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
     judge_impl: Judge = KeywordJudge()
     if judge_model is not None:
+        labels = tuple(w.strip() for w in judge_labels.split(","))
+        if len(labels) != 2 or not all(labels):
+            raise ConfigError(
+                f"--judge-labels {judge_labels!r}: expected two words, e.g. unsafe,safe"
+            )
+        extra: dict[str, Any] = {"labels": labels, "prompt_style": judge_style}
+        if judge_template is not None:
+            if not judge_template.is_file():
+                raise ConfigError(f"--judge-template {judge_template} does not exist")
+            extra["template"] = judge_template.read_text(encoding="utf-8")
         try:
-            judge_impl = ClassifierJudge.load(judge_model, device=device, batch_size=batch_size)
+            judge_impl = ClassifierJudge.load(
+                judge_model, device=device, batch_size=batch_size, **extra
+            )
         except ValueError as exc:  # e.g. the judge's tokenizer cannot spell its labels
             raise ConfigError(f"--judge-model {judge_model}: {exc}") from exc
     texts = format_texts(loaded.adapter, list(prompt_set), fmt.value)

@@ -3,8 +3,9 @@
 Defaults are the organism recipe chosen with `benchmarks/zoo_retention.py`: LoRA r = 8,
 alpha 16 on all linear layers, n = 100 pairs, 200 steps of batch 32 at lr 5e-3. Mean refusal
 retention over 3 seeds on the micro zoo: full-FT SFT 0.79, DPO 0.85, last-block SFT 0.00; on
-the default zoo it spreads from 0.00 to 0.94 (SD 0.32). Weaker recipes do not separate the micro
-zoo (100 steps of batch 8 at lr <= 5e-3: both ~1.0); lr 1e-2 for 100 steps is noisier.
+the default zoo it spreads from 0.00 to 0.88 (SD 0.31, BENCHMARKS.md). Weaker recipes do not
+separate the micro zoo (100 steps of batch 8 at lr <= 5e-3: both ~1.0); lr 1e-2 for 100 steps
+is noisier.
 Real models want a smaller rate (1e-4 to 3e-4) and fewer steps.
 """
 
