@@ -98,6 +98,30 @@ def test_dtype_and_device(checkpoint: Path) -> None:
             load_model(checkpoint, device="cuda")
 
 
+def test_device_map_auto_gives_the_same_logits(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """device="auto" hands device_map="auto" to transformers (accelerate places the layers)
+    and never moves the model itself; on a CPU-only machine the logits are the plain ones."""
+    from transformers import AutoModelForCausalLM
+
+    plain = load_model(checkpoint)
+    seen: list[dict] = []
+    original = AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
+    spread = load_model(checkpoint, device="auto")
+    assert seen and seen[-1].get("device_map") == "auto"
+    assert spread.fingerprint == plain.fingerprint
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        assert torch.allclose(plain.model(ids).logits, spread.model(ids).logits, atol=1e-5)
+
+
 # ---- errors --------------------------------------------------------------------------------
 
 

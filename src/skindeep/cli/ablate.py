@@ -274,7 +274,10 @@ def ablate_command(
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("skindeep-out/ablate"),
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu, cuda, cuda:N, mps, or auto (device_map=auto: spread over devices)"),
+    ] = "cpu",
 ) -> None:
     """Ablate k directions of each basis, measure refusal against k with a random-null band."""
     from skindeep.dose import DoseOptions, dose_response, harmless_reference, weight_check

@@ -124,7 +124,10 @@ def audit(
     column: Annotated[str | None, typer.Option(help="Column of tabular prompt files")] = None,
     seed: Annotated[int, typer.Option(help="Seed of organism prompts, splits, permutations")] = 0,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu, cuda, cuda:N, mps, or auto (device_map=auto: spread over devices)"),
+    ] = "cpu",
     refresh: Annotated[bool, typer.Option(help="Recollect cached activations")] = False,
 ) -> None:
     """Audit an aligned model against its base: GFS, safety subspace, CKA, layer tests.

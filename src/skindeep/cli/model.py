@@ -29,7 +29,10 @@ def info(
     model: Annotated[str, typer.Option("--model", "-m", help="Hub id, checkpoint folder or .gguf")],
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu, cuda, cuda:N, mps, or auto (device_map=auto: spread over devices)"),
+    ] = "cpu",
     trust_remote_code: Annotated[bool, typer.Option(help="Allow custom model code")] = False,
 ) -> None:
     """Load a model and print its architecture, size, chat template and module paths."""

@@ -123,7 +123,10 @@ def refusal(
     ] = 10,
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu, cuda, cuda:N, mps, or auto (device_map=auto: spread over devices)"),
+    ] = "cpu",
 ) -> None:
     """Generate greedily, judge every response, print the refusal rate with its 95% CI."""
     from skindeep.activations.collect import format_texts

@@ -80,7 +80,10 @@ def retention(
         Path | None, typer.Option(help="Prompts used for directions (must not be evaluated)")
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per answer")] = 48,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or mps")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(help="cpu, cuda, cuda:N, mps, or auto (device_map=auto: spread over devices)"),
+    ] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16")] = "float32",
     save_adapters: Annotated[bool, typer.Option(help="Keep every LoRA adapter")] = True,
     threads: Annotated[

@@ -198,7 +198,10 @@ class ClassifierJudge:
             raise ModelLoadError(f"judge checkpoint folder not found: {path}")
         try:
             tokenizer = load_tokenizer(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+            if device == "auto":  # spread a large judge over every visible device
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map="auto")
+            else:
+                model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
         except (OSError, ValueError) as err:
             raise ModelLoadError(f"could not load a causal LM judge from {path}: {err}") from err
         return cls(model.eval(), tokenizer, **kwargs)

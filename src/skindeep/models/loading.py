@@ -257,11 +257,14 @@ def load_model(
 
     If the tokenizer has no pad token, it is set to the EOS token (and the model's generation
     config follows), so that batches can be padded; padding side is left as the tokenizer has it.
-    `device_map` (e.g. "auto") is passed to transformers and then `device` is ignored.
+    `device_map` (e.g. "auto") is passed to transformers and then `device` is ignored;
+    `device="auto"` means `device_map="auto"` (models larger than one device).
     """
     from transformers import AutoModelForCausalLM
 
     torch_dtype = _torch_dtype(dtype)
+    if device == "auto" and device_map is None:
+        device_map = "auto"  # accelerate spreads the layers over every visible device
     if device_map is None:
         _check_device(device)
     resolved = _resolve_source(source, gguf_file)
