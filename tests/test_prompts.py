@@ -138,6 +138,9 @@ def test_prompt_specs_name_files_datasets_and_organism_sets(tmp_path: Path) -> N
     assert resolve_prompt_spec(str(DATA / "advbench.csv"), column="goal", n=3) == load_prompts(
         DATA / "advbench.csv", column="goal", limit=3
     )
+    own = resolve_prompt_spec(f"{DATA / 'advbench.csv'}#goal", column="other", n=3)
+    assert own.prompts == load_prompts(DATA / "advbench.csv", column="goal", limit=3).prompts
+    assert resolve_prompt_spec(f"hf:{folder}#goal").prompts == found.prompts
     organism = resolve_prompt_spec("organism:heldout:12", harmful=True, seed=2)
     assert organism == organism_prompts(True, "heldout", n=12, seed=2)
     harmless = resolve_prompt_spec("organism:train-harmless", n=7)

@@ -340,9 +340,13 @@ def resolve_prompt_spec(
 
     `organism:SPLIT[-CLASS][:N]` (SPLIT train or heldout, CLASS harmful or harmless, implied by
     `harmful` when omitted, N default `n` or 64), `hf:NAME[:SPLIT]` (a dataset through
-    `datasets`, `column` picks the field), or a prompt file (`column` for tabular files). `n`
+    `datasets`, `column` picks the field), or a prompt file (`column` for tabular files); a
+    file or dataset spec may end in `#COLUMN` to pick its own column, overriding `column`. `n`
     caps the prompts taken from a file or dataset.
     """
+    head, sep, field = text.rpartition("#")
+    if sep and field and not text.startswith(ORGANISM_PREFIX):
+        text, column = head, field  # SPEC#COLUMN: a column for this set only
     if text.startswith(DATASET_PREFIX):
         name, _, split = text.removeprefix(DATASET_PREFIX).partition(":")
         if not name:
