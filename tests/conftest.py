@@ -51,3 +51,19 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
+    import sys
+
+    from skindeep.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ from scipy.spatial.distance import pdist
 from sklearn.decomposition import PCA
 
 import skindeep.activations.cached as cached_module
+from conftest import run_cli
 from skindeep.activations import ActivationStore
-from skindeep.cli import main
 from skindeep.errors import ConfigError, PromptError
 from skindeep.models import LoadedModel, ModelAdapter, load_model
 from skindeep.organisms.architectures import build_model
@@ -195,18 +194,6 @@ def test_check_compatible_names_each_mismatch(organism_tokenizer) -> None:
 # ---- the CLI -------------------------------------------------------------------------------
 
 
-def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 @pytest.fixture(scope="module")
 def sized_pair(tmp_path_factory, organism_tokenizer) -> tuple[Path, Path]:
     """Two saved random Llama organisms of different size (xs: 3 x 64, s: 4 x 96)."""
@@ -223,7 +210,7 @@ def test_cli_mismatched_pair_exits_2(sized_pair, capsys, monkeypatch, tmp_path: 
     xs, s = sized_pair
     args = ["audit", "-a", str(xs), "-b", str(s), "-o", str(tmp_path / "out")]
     args += ["--harmful", "organism:heldout", "--harmless", "organism:heldout"]
-    code, _, err = run_cli(args, capsys, monkeypatch)
+    code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and "Traceback" not in err
     assert "not an aligned/base pair" in err and "hidden size" in err
     assert "number of layers: aligned 3 vs base 4" in err
@@ -249,7 +236,7 @@ def test_cli_prompt_errors_exit_2(
     harmless.write_text("how do i bake bread ?\nwhat is a dog ?\n")
     xs = str(sized_pair[0])
     args = ["audit", "-a", xs, "-b", xs, "--harmful", str(harmful), "--harmless", str(harmless)]
-    code, _, err = run_cli([*args, "-o", str(tmp_path / "out")], capsys, monkeypatch)
+    code, _, err = run_cli([*args, "-o", str(tmp_path / "out")], monkeypatch, capsys)
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -266,7 +253,7 @@ def test_cli_prompt_errors_exit_2(
 def test_cli_option_errors_exit_2(extra, message, capsys, monkeypatch) -> None:
     args = ["audit", "-a", "/a", "-b", "/b", "--harmful", "organism:heldout"]
     args += ["--harmless", "organism:heldout", *extra]
-    code, _, err = run_cli(args, capsys, monkeypatch)
+    code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -285,7 +272,7 @@ def test_cli_writes_a_complete_audit(micro_zoo, capsys, monkeypatch, tmp_path: P
         "--permanova-distance",
         "sqeuclidean",
     ]
-    code, out, err = run_cli(args, capsys, monkeypatch)
+    code, out, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
     assert "GFS paper (headline)" in out and "results in" in err
     doc = json.loads((tmp_path / "audit.json").read_text())

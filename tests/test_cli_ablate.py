@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from skindeep.cli import main
+from conftest import run_cli
 from skindeep.dose import DoseOptions, dose_response, harmless_reference, load_basis
 from skindeep.interventions import bands
 from skindeep.models import load_model
@@ -21,18 +20,6 @@ SETS = [
     *("--eval-harmful", "organism:heldout:8", "--eval-harmless", "organism:heldout:8"),
     *("--max-new-tokens", "8", "--batch-size", "16"),
 ]
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")

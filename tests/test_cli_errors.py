@@ -10,22 +10,10 @@ from pathlib import Path
 import pytest
 
 import skindeep.finetune.retention as retention_module
-from skindeep.cli import main
+from conftest import run_cli
 from skindeep.organisms.architectures import build_config
 
 LATIN1 = "caf\u00e9 cr\u00e8me, br\u00fbl\u00e9e"
-
-
-def run_cli(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_clean_error(result: tuple[int, str, str], *fragments: str) -> str:
@@ -63,7 +51,7 @@ def test_refusal_with_a_latin1_prompt_file(name, tmp_path, capsys, monkeypatch) 
     }[path.suffix]
     path.write_bytes(body.encode("latin-1"))
     result = run_cli(
-        ["refusal", "--model", "no/model", "--prompts", str(path)], capsys, monkeypatch
+        ["refusal", "--model", "no/model", "--prompts", str(path)], monkeypatch, capsys
     )
     assert_clean_error(result, str(path), "is not UTF-8")
 
@@ -72,7 +60,7 @@ def test_refusal_with_a_malformed_csv(tmp_path, capsys, monkeypatch) -> None:
     path = tmp_path / "huge.csv"
     path.write_text('goal\n"' + "x" * 200_000 + '"\n')  # one field over csv's size limit
     result = run_cli(
-        ["refusal", "--model", "no/model", "--prompts", str(path)], capsys, monkeypatch
+        ["refusal", "--model", "no/model", "--prompts", str(path)], monkeypatch, capsys
     )
     assert_clean_error(result, str(path), "is not valid CSV")
 
@@ -99,7 +87,7 @@ def test_retention_with_a_latin1_data_file(option, tmp_path, capsys, monkeypatch
     path.write_bytes(f"instruction,output,goal\n{LATIN1},yes,{LATIN1}\n".encode("latin-1"))
     options = {**_data_files(tmp_path), option: str(path)}
     args = ["retention", "--model", "no/model", *_options(options)]
-    assert_clean_error(run_cli(args, capsys, monkeypatch), str(path), "is not UTF-8")
+    assert_clean_error(run_cli(args, monkeypatch, capsys), str(path), "is not UTF-8")
 
 
 def test_retention_with_a_malformed_benign_csv(tmp_path, capsys, monkeypatch) -> None:
@@ -107,7 +95,7 @@ def test_retention_with_a_malformed_benign_csv(tmp_path, capsys, monkeypatch) ->
     path.write_text('instruction,output\n"' + "x" * 200_000 + '",ok\n')
     options = {**_data_files(tmp_path), "--benign": str(path)}
     args = ["retention", "--model", "no/model", *_options(options)]
-    assert_clean_error(run_cli(args, capsys, monkeypatch), str(path), "is not valid CSV")
+    assert_clean_error(run_cli(args, monkeypatch, capsys), str(path), "is not valid CSV")
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -115,12 +103,12 @@ def test_retention_with_a_malformed_benign_csv(tmp_path, capsys, monkeypatch) ->
 
 def test_model_info_unknown_hub_id_fails_fast_offline(capsys, monkeypatch) -> None:
     args = ["model", "info", "--model", "skindeep-test/no-such-model"]
-    assert_clean_error(run_cli(args, capsys, monkeypatch), "no-such-model", "HF_HUB_OFFLINE")
+    assert_clean_error(run_cli(args, monkeypatch, capsys), "no-such-model", "HF_HUB_OFFLINE")
 
 
 @pytest.mark.parametrize("source", ["/no/such/folder", "a--b/c"])
 def test_model_info_missing_folder_or_invalid_id(source, capsys, monkeypatch) -> None:
-    line = assert_clean_error(run_cli(["model", "info", "--model", source], capsys, monkeypatch))
+    line = assert_clean_error(run_cli(["model", "info", "--model", source], monkeypatch, capsys))
     assert source in line
 
 
@@ -128,7 +116,7 @@ def test_model_info_corrupt_gguf(tmp_path, capsys, monkeypatch) -> None:
     path = tmp_path / "broken.gguf"
     path.write_bytes(b"GGUF" + struct.pack("<I", 3) + b"truncated")
     args = ["model", "info", "--model", str(path)]
-    assert_clean_error(run_cli(args, capsys, monkeypatch), str(path), "corrupt")
+    assert_clean_error(run_cli(args, monkeypatch, capsys), str(path), "corrupt")
 
 
 def test_model_info_gguf_without_the_gguf_package(tmp_path, capsys, monkeypatch) -> None:
@@ -136,7 +124,7 @@ def test_model_info_gguf_without_the_gguf_package(tmp_path, capsys, monkeypatch)
     path.write_bytes(b"GGUF")
     monkeypatch.setitem(sys.modules, "gguf", None)  # `import gguf` fails, find_spec is None
     args = ["model", "info", "--model", str(path)]
-    assert_clean_error(run_cli(args, capsys, monkeypatch), "pip install gguf")
+    assert_clean_error(run_cli(args, monkeypatch, capsys), "pip install gguf")
 
 
 def test_model_info_invalid_config(tmp_path, capsys, monkeypatch) -> None:
@@ -151,7 +139,7 @@ def test_model_info_invalid_config(tmp_path, capsys, monkeypatch) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
     args = ["model", "info", "--model", str(tmp_path)]
     assert_clean_error(
-        run_cli(args, capsys, monkeypatch), str(tmp_path), "not a multiple of the number"
+        run_cli(args, monkeypatch, capsys), str(tmp_path), "not a multiple of the number"
     )
 
 
@@ -180,7 +168,7 @@ def test_retention_unknown_lora_targets(tmp_path, organism_tokenizer, capsys, mo
     data = _options(_data_files(tmp_path))
     args = ["retention", "--model", str(model), "--n", "5", "--seeds", "0", *data]
     line = assert_clean_error(
-        run_cli([*args, "--targets", "q_prj,v_proj"], capsys, monkeypatch),
+        run_cli([*args, "--targets", "q_prj,v_proj"], monkeypatch, capsys),
         "'q_prj'",
         "q_proj",
         "down_proj",
@@ -196,5 +184,5 @@ def test_retention_prompts_filling_max_len(
     data = _options(_data_files(tmp_path))
     args = ["retention", "--model", str(model), "--n", "5", "--seeds", "0,1", *data]
     assert_clean_error(
-        run_cli(args, capsys, monkeypatch), "keep no response token", "max_len=8", "limit 8"
+        run_cli(args, monkeypatch, capsys), "keep no response token", "max_len=8", "limit 8"
     )

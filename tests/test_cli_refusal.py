@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-from skindeep.cli import main
+from conftest import run_cli
 from skindeep.evaluation import GenerationOptions, KeywordJudge, generate_responses, refusal_rate
 from skindeep.models import load_model
 from skindeep.prompts import organism_prompts
-
-
-def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run `skindeep ARGS` through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["skindeep", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_rate_matches_api(micro_zoo, tmp_path: Path, monkeypatch, capsys) -> None:
