@@ -107,6 +107,22 @@ def test_affine_file_directions_match_api(
     assert plain.curves[0].points[0].score != pytest.approx(api.curves[0].points[0].score)
 
 
+def test_select_with_affine_ablation_reuses_the_selection_reference(
+    organism, tmp_path, monkeypatch, capsys
+) -> None:
+    """select + affine: candidates and the dose run share the harmless means at the chosen
+    position, and dose.json says so."""
+    args = ["ablate", "--model", str(organism), "--directions", "select", "--kl-threshold", "10"]
+    args += ["--ablation", "affine", "--out", str(tmp_path), *SETS]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 0, err
+    selection = json.loads((tmp_path / "selection.json").read_text())
+    dose = json.loads((tmp_path / "dose.json").read_text())
+    assert selection["ablation"] == "affine" and dose["options"]["ablation"] == "affine"
+    position = selection["chosen"]["position"]
+    assert dose["reference"].endswith(f"at template position {position}")
+
+
 def test_band_mode_runs_the_wide_band(organism, directions, tmp_path, monkeypatch, capsys) -> None:
     """--mode band --band wide ablates the block outputs of the audit's wide band."""
     args = ["ablate", "--model", str(organism), "--directions", str(directions), "--key", "basis"]
