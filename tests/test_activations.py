@@ -308,3 +308,21 @@ def test_writer_refuses_a_used_folder_and_store_an_unfinished_one(tmp_path: Path
         ActivationWriter(tmp_path / "x").begin(None, [], [])  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="unfinished"):
         ActivationStore(tmp_path / "x")
+
+
+def test_tokenizer_fingerprint_sees_the_whole_pipeline(tok) -> None:
+    """Same vocabulary, another normaliser: another fingerprint (so no stale cache hit)."""
+    import copy
+
+    from tokenizers import normalizers
+
+    from skindeep.activations.cached import tokenizer_fingerprint
+
+    other = copy.deepcopy(tok)
+    assert tokenizer_fingerprint(other) == tokenizer_fingerprint(tok)
+    other.backend_tokenizer.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace("a", "b")]
+    )
+    assert other.get_vocab() == tok.get_vocab()
+    assert other("a cat").input_ids != tok("a cat").input_ids  # it really encodes differently
+    assert tokenizer_fingerprint(other) != tokenizer_fingerprint(tok)

@@ -22,12 +22,16 @@ from skindeep.models.loading import LoadedModel
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """Hash of what encoding depends on: vocabulary, special tokens and the tokenizer class."""
+    """Hash of what encoding depends on: vocabulary, special tokens, the tokenizer class and,
+    for fast tokenizers, the whole pipeline (normaliser, pre-tokenizer, model, post-processor)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
     return content_hash(
         {
             "class": type(tokenizer).__name__,
             "vocab": sorted(tokenizer.get_vocab().items()),
             "special": getattr(tokenizer, "special_tokens_map", {}),
+            "pipeline": None if backend is None else backend.to_str(),
+            "bos_eos": [getattr(tokenizer, k, None) for k in ("add_bos_token", "add_eos_token")],
         }
     )
 
