@@ -43,14 +43,36 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid <= 2**31  # exists but is not ours / an impossible id
+    return True
+
+
+def _remove_orphans(final: Path) -> None:
+    """Delete temporary siblings of `final` left by killed runs (their process is gone)."""
+    for tmp in final.parent.glob(f".{final.name}.*.tmp"):
+        parts = tmp.name[len(final.name) + 2 :].split(".")
+        if tmp.is_dir() and parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it is renamed to `final` in one step.
 
-    A killed run leaves only a hidden temporary folder, never a half-written `final`.
+    A killed run leaves only a hidden temporary folder (named with its process id), never a
+    half-written `final`; the next write of `final` removes such folders whose process is gone.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    _remove_orphans(final)
+    prefix = f".{final.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix, suffix=".tmp"))
     tmp.chmod(0o755)  # mkdtemp makes 0700 folders; results are meant to be shared
     try:
         yield tmp
