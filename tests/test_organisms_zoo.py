@@ -105,9 +105,12 @@ def test_builds_are_deterministic_cached_and_resumable(tmp_path: Path, monkeypat
     spec = ZooSpec.model_validate(TINY)
     first = build_zoo(spec, root=tmp_path / "one")
     second = build_zoo(spec, root=tmp_path / "two")
+    parallel = build_zoo(spec, root=tmp_path / "par", workers=2)  # worker processes, 1 thread
     for name in ("a", "b"):
-        w1, w2 = _weights(first[name].path), _weights(second[name].path)
-        assert all(torch.equal(w1[k], w2[k]) for k in w1), name
+        w1 = _weights(first[name].path)
+        for other in (second, parallel):
+            w2 = _weights(other[name].path)
+            assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1), name
     events: list[tuple[str, str]] = []
     build_zoo(spec, root=tmp_path / "one", report=lambda n, s: events.append((n, s)))
     assert events == [("b", "cached"), ("a", "cached")]
