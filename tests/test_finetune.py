@@ -144,7 +144,9 @@ def test_config_steps_or_epochs() -> None:
     with pytest.raises(ValidationError, match="steps or epochs"):
         FinetuneConfig(steps=10, epochs=2)
     assert FinetuneConfig().num_steps(50) == 200
-    assert FinetuneConfig(epochs=3, batch_size=8).num_steps(10) == 6  # 2 batches per epoch
+    # one full batch of 8 per pass over 10 examples (the loop skips the 2 left over)
+    assert FinetuneConfig(epochs=3, batch_size=8).num_steps(10) == 3
+    assert FinetuneConfig(epochs=1.5, batch_size=4).num_steps(17) == 6  # 4 batches per pass
     assert FinetuneConfig(epochs=1, batch_size=8).num_steps(5) == 1  # batch capped at n
     with pytest.raises(ValidationError, match="distinct"):
         RetentionConfig(ns=(5, 5))

@@ -13,6 +13,7 @@ from skindeep.organisms.objectives import dpo_loss, orpo_loss
 from skindeep.organisms.training import (
     TrainConfig,
     collate,
+    optimise,
     sequence_logps,
     tokenize_chat,
     train_causal_lm,
@@ -77,3 +78,24 @@ def test_orpo_loss_matches_formula(organism_tokenizer, examples) -> None:
     odds = m - torch.log(1 - torch.exp(m))
     expected = -m[0] - 0.5 * F.logsigmoid(odds[0] - odds[1])
     assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_non_finite_loss_stops_before_its_step() -> None:
+    """A NaN loss at step 3 raises; the weights are those after step 2, never NaN."""
+    from skindeep.errors import SkindeepError
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    x = torch.randn(8, 4)
+    snapshots: list[torch.Tensor] = []
+
+    def step_loss(idx: list[int]) -> torch.Tensor:
+        snapshots.append(model.weight.detach().clone())
+        loss = model(x[idx]).pow(2).mean()
+        return loss * float("nan") if len(snapshots) == 3 else loss
+
+    with pytest.raises(SkindeepError, match=r"training loss is nan at step 3"):
+        optimise(model, 8, step_loss, TrainConfig(steps=5, batch_size=4, lr=0.1))  # type: ignore[arg-type]
+    assert torch.equal(model.weight.detach(), snapshots[2])
+    assert not torch.equal(snapshots[2], snapshots[0])  # the two good steps were applied
+    assert torch.isfinite(model.weight).all()

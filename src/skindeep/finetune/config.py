@@ -45,7 +45,10 @@ class FinetuneConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="examples per step (capped at n)")
     steps: int | None = Field(None, ge=1, description="optimisation steps (default 200)")
     epochs: float | None = Field(
-        None, gt=0, description="passes over the n examples instead of `steps`"
+        None,
+        gt=0,
+        description="passes over the n examples instead of `steps` (full batches: the n mod "
+        "batch_size left over in a pass are skipped, other ones each pass)",
     )
     warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
@@ -68,10 +71,15 @@ class FinetuneConfig(BaseModel):
         return self
 
     def num_steps(self, n_examples: int) -> int:
-        """Optimisation steps for `n_examples` examples: `steps`, or epochs * batches per epoch."""
+        """Optimisation steps for `n_examples` examples: `steps`, or epochs * batches per epoch.
+
+        The training loop draws full batches from a fresh permutation per pass and skips the
+        n mod batch_size examples left over (other ones each pass), so an epoch is
+        floor(n / batch_size) steps: `epochs` counts passes exactly.
+        """
         if self.epochs is None:
             return self.steps or DEFAULT_STEPS
-        per_epoch = math.ceil(n_examples / min(self.batch_size, n_examples))
+        per_epoch = n_examples // min(self.batch_size, n_examples)
         return max(1, math.ceil(self.epochs * per_epoch))
 
 

@@ -7,7 +7,6 @@ Adapters are saved with peft's `save_pretrained` and can be merged into a fresh 
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +20,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.cache import atomic_directory
-from skindeep.errors import ConfigError, PromptError, SkindeepError
+from skindeep.errors import ConfigError, PromptError
 from skindeep.evaluation.generation import model_device, pad_token_id
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import Pair
@@ -257,20 +256,10 @@ def finetune(
     data = tokenize_pairs(tokenizer, pairs, max_len, system, limit)
     tuned = prepare(model, config, seed)
     pad, device = pad_token_id(tokenizer), model_device(tuned)
-    steps_done = [0]
 
     def step_loss(idx: list[int]) -> torch.Tensor:
         batch = collate([data[i] for i in idx], pad)
-        loss = tuned(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss
-        value = float(loss.detach())
-        if not math.isfinite(value):  # checked before backward: no step with a NaN is taken
-            raise SkindeepError(
-                f"the training loss is {value} at step {steps_done[0] + 1}; training stopped "
-                f"before the weights were corrupted; lower the learning rate (lr={config.lr}), "
-                "train in float32, or check the data"
-            )
-        steps_done[0] += 1
-        return loss
+        return tuned(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss
 
     train = TrainConfig(
         steps=config.num_steps(len(data)),

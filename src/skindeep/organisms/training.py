@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from skindeep.errors import SkindeepError
+
 IGNORE = -100
 
 
@@ -144,7 +146,8 @@ def optimise(
     """Minimise `step_loss(batch_indices)` over the trainable parameters for `config.steps` steps.
 
     Batches are drawn without replacement from a seeded permutation of `range(n_items)`,
-    reshuffled each epoch, so the same seed and data reproduce the same weights.
+    reshuffled each epoch, so the same seed and data reproduce the same weights. A loss that is
+    not finite stops training before its step is applied (SkindeepError).
     """
     if n_items == 0:
         raise ValueError("no training examples")
@@ -167,12 +170,19 @@ def optimise(
             cursor = 0
         loss = step_loss(order[cursor : cursor + bs])
         cursor += bs
+        value = float(loss.detach())
+        if not math.isfinite(value):  # checked before backward: no step with a NaN is taken
+            raise SkindeepError(
+                f"the training loss is {value} at step {step + 1}; training stopped before the "
+                f"weights were corrupted; lower the learning rate (lr={config.lr}), train in "
+                "float32, or check the data"
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(value)
         if on_step is not None:
             on_step(step, losses[-1])
     model.eval()
