@@ -105,12 +105,30 @@ def test_activation_bases(dpo, micro_zoo) -> None:
     base = load_model(micro_zoo["micro-llama"].path)
     harmful = list(organism_prompts(True, "train", n=12, seed=2))
     harmless = list(organism_prompts(False, "train", n=12, seed=2))
-    for kind, ref in [("pca", base), ("cpca", base), ("svd", base), ("svd", None)]:
+    for kind, ref in [
+        ("pca", base),
+        ("cpca", base),
+        ("svd", base),
+        ("svd", None),
+        ("svd-did", base),
+    ]:
         b = activation_basis(kind, dpo, harmful, harmless, ref, k_max=3)  # type: ignore[arg-type]
         assert b.k_max == 3 and 0 <= (b.layer or 0) < dpo.adapter.num_layers
         assert np.allclose(b.basis.T @ b.basis, np.eye(3), atol=1e-8)
     with pytest.raises(BasisError, match="pass a base model"):
         activation_basis("pca", dpo, harmful, harmless)
+    # svd-did is the SVD of M_DiD = M_template[harmful] - mean(M_template[harmless]) (numpy)
+    from skindeep.dose import _activations
+
+    did = activation_basis("svd-did", dpo, harmful, harmless, base, layer=1, k_max=2)
+    prompts = [*harmful, *harmless]
+    h_a = _activations(dpo, prompts, "chat", None, 16)[:, 1].astype(np.float64)
+    h_b = _activations(base, prompts, "chat", dpo.tokenizer, 16)[:, 1].astype(np.float64)
+    M = h_a - h_b
+    u = np.linalg.svd((M[:12] - M[12:].mean(axis=0)).T, full_matrices=False)[0][:, :2]
+    assert np.allclose(np.abs(np.sum(did.basis * u, axis=0)), 1.0, atol=1e-6)
+    plain = activation_basis("svd", dpo, harmful, harmless, base, layer=1, k_max=1)
+    assert abs(plain.basis[:, 0] @ did.basis[:, 0]) < 0.999  # a different matrix
 
 
 @pytest.mark.parametrize(

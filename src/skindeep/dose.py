@@ -150,8 +150,8 @@ def _pick_layer(t: np.ndarray, d: int, layer: int | None, where: str) -> np.ndar
 
 # ---- bases from activations -----------------------------------------------------------------
 
-BasisKind = Literal["pca", "cpca", "svd"]
-BASIS_KINDS: tuple[str, ...] = ("pca", "cpca", "svd")
+BasisKind = Literal["pca", "cpca", "svd", "svd-did"]
+BASIS_KINDS: tuple[str, ...] = ("pca", "cpca", "svd", "svd-did")
 
 
 def _activations(
@@ -183,7 +183,10 @@ def _layer_basis(
     if kind == "cpca":
         rank = cpca_subspace(a, b, alpha, 1).spectrum.size
         return cpca_subspace(a, b, alpha, min(k, rank)).basis
-    u, s, _ = np.linalg.svd((a - b)[harmful].T, full_matrices=False)
+    M = (a - b)[harmful]
+    if kind == "svd-did":  # M_DiD: harmful columns minus the mean harmless column
+        M = M - (a - b)[~harmful].mean(axis=0)
+    u, s, _ = np.linalg.svd(M.T, full_matrices=False)
     keep = int(np.sum(s > s[0] * 1e-10)) if s.size and s[0] > 0 else 0
     if keep == 0:
         raise BasisError("the modification matrix is zero at this layer")
@@ -206,14 +209,16 @@ def activation_basis(
     pca: PCA of D_l = H_aligned - H_base over all prompts (Skin-Deep, released code); cpca: top
     eigenvectors of cov(H_aligned) - alpha cov(H_base) (Skin-Deep, paper); svd: left singular
     vectors of M_template = H_aligned - H_base on harmful prompts (the audit's headline matrix),
-    or without a base of M_aligned = H_aligned(chat) - H_aligned(raw). The base is fed the aligned
+    or without a base of M_aligned = H_aligned(chat) - H_aligned(raw); svd-did: of M_DiD, those
+    harmful columns minus the mean harmless column (the effective-rank audit's difference in
+    differences, which cancels what alignment changed on every prompt). The base is fed the aligned
     chat template. `layer` defaults to the Skin-Deep peak layer: the largest |Cohen's d|, harmful
     vs harmless, of the projection onto the layer's first direction (of D_l for pca, as in the
     released code; of the aligned activations for cpca, as in the paper, and for svd).
     """
     if kind not in BASIS_KINDS:
         raise BasisError(f"unknown basis kind {kind!r}; choose one of {', '.join(BASIS_KINDS)}")
-    if base is None and kind != "svd":
+    if base is None and kind not in ("svd", "svd-did"):
         raise BasisError(f"{kind} directions are aligned-vs-base differences: pass a base model")
     prompts = [*harmful, *harmless]
     mask = np.array([True] * len(harmful) + [False] * len(harmless))

@@ -3,7 +3,8 @@
 `--directions` (repeatable) names each basis: `select` (Arditi's selection on the --harmful /
 --harmless prompts, split into train and validation), `pca` or `cpca` (aligned-vs-base
 differences, need --base), `svd` (the modification matrix: M_template with --base, else
-M_aligned = chat - raw of the aligned model), or a .safetensors file ([d], [d, k], or [L, d] /
+M_aligned = chat - raw of the aligned model), `svd-did` (the same with the mean harmless column
+subtracted from the harmful ones: M_DiD), or a .safetensors file ([d], [d, k], or [L, d] /
 [L, d, k] with --layer; --key picks the tensor). Directions are found on --harmful/--harmless
 and measured on the disjoint --eval-harmful/--eval-harmless prompts (defaults: organism
 language train and held-out topics). Writes dose.json and dose.png (and selection.json,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from skindeep.dose import DosePoint, DoseResponse, NamedBasis
     from skindeep.models import LoadedModel
 
-ACTIVATION_KINDS = ("pca", "cpca", "svd")
+ACTIVATION_KINDS = ("pca", "cpca", "svd", "svd-did")
 DEFAULT_KS = (1, 2, 4)
 out_console = Console()
 
@@ -162,7 +163,8 @@ def _bases(
             found.append(load_basis(spec, loaded.adapter.hidden_size, args["key"], args["layer"]))
         else:
             raise ConfigError(
-                f"--directions {spec!r}: not select, pca, cpca or svd, and the file does not exist"
+                f"--directions {spec!r}: not select, pca, cpca, svd or svd-did, and the file does "
+                "not exist"
             )
         names = [b.name for b in found[:-1]]
         if found[-1].name in names:
@@ -215,7 +217,8 @@ def ablate_command(
         list[str],
         typer.Option(
             help="select (Arditi), pca or cpca (need --base), svd (M_template with --base, "
-            "else M_aligned) or a .safetensors file (--key, --layer); repeat for several"
+            "else M_aligned), svd-did (M_DiD) or a .safetensors file (--key, --layer); repeat "
+            "for several"
         ),
     ],
     key: Annotated[str | None, typer.Option(help="Tensor name inside a directions file")] = None,
@@ -293,7 +296,7 @@ def ablate_command(
             "and --ablation affine"
         )
     if base is not None and not any(d in ACTIVATION_KINDS for d in directions):
-        raise ConfigError("--base is only used by --directions pca, cpca or svd")
+        raise ConfigError("--base is only used by --directions pca, cpca, svd or svd-did")
     require_real_data(
         model,
         {
