@@ -150,6 +150,22 @@ def _read_text(path: Path, column: str | None) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@contextmanager
+def reading(path: Path, what: str) -> Iterator[None]:
+    """Turn the errors of reading a text file (not UTF-8, malformed CSV, unreadable) into one
+    PromptError line naming `what` and the file."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise PromptError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); re-save it as UTF-8"
+        ) from exc
+    except csv.Error as exc:
+        raise PromptError(f"{what} {path} is not valid CSV: {exc}") from exc
+    except OSError as exc:
+        raise PromptError(f"could not read {what} {path}: {exc}") from exc
+
+
 def load_prompts(
     path: str | Path, column: str | None = None, limit: int | None = None, name: str | None = None
 ) -> PromptSet:
@@ -159,7 +175,7 @@ def load_prompts(
     if not path.is_file():
         raise PromptError(f"prompt file {path} does not exist")
     suffix = path.suffix.lower()
-    try:
+    with reading(path, "prompt file"):
         if suffix == ".json":
             prompts = _read_json(path, column)
         elif suffix == ".jsonl":
@@ -168,15 +184,6 @@ def load_prompts(
             prompts = _read_csv(path, column, "\t" if suffix == ".tsv" else ",")
         else:
             prompts = _read_text(path, column)
-    except UnicodeDecodeError as exc:
-        raise PromptError(
-            f"prompt file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
-            "re-save it as UTF-8"
-        ) from exc
-    except csv.Error as exc:
-        raise PromptError(f"prompt file {path} is not valid CSV: {exc}") from exc
-    except OSError as exc:
-        raise PromptError(f"could not read prompt file {path}: {exc}") from exc
     prompts = [p.strip() for p in prompts]
     if not prompts:
         raise PromptError(f"prompt file {path} holds no prompts")

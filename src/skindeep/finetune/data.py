@@ -20,7 +20,7 @@ from skindeep.cache import content_hash
 from skindeep.errors import PromptError, SkindeepError
 from skindeep.evaluation.judges import KeywordJudge
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
-from skindeep.prompts import PromptSet
+from skindeep.prompts import PromptSet, reading
 
 INSTRUCTION_COLUMNS: tuple[str, ...] = ("instruction", "prompt")
 """Instruction columns tried, in order, when none is named."""
@@ -118,25 +118,17 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if suffix not in (".json", ".jsonl", ".csv", ".tsv"):
         raise PromptError(f"{path}: benign pairs must be .json, .jsonl, .csv or .tsv")
     try:
-        text = path.read_text(encoding="utf-8")
-        if suffix == ".json":
-            rows = json.loads(text)
-        elif suffix == ".jsonl":
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            delimiter = "\t" if suffix == ".tsv" else ","
-            rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
-    except UnicodeDecodeError as exc:
-        raise PromptError(
-            f"benign data file {path} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
-            "re-save it as UTF-8"
-        ) from exc
+        with reading(path, "benign data file"):
+            text = path.read_text(encoding="utf-8")
+            if suffix == ".json":
+                rows = json.loads(text)
+            elif suffix == ".jsonl":
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                delimiter = "\t" if suffix == ".tsv" else ","
+                rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter))
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path} is not valid JSON: {exc}") from exc
-    except csv.Error as exc:
-        raise PromptError(f"benign data file {path} is not valid CSV: {exc}") from exc
-    except OSError as exc:
-        raise PromptError(f"could not read benign data file {path}: {exc}") from exc
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise PromptError(f"{path}: expected a list of objects with instruction/response fields")
     return rows
