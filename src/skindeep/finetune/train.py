@@ -24,7 +24,7 @@ from skindeep.errors import ConfigError, PromptError
 from skindeep.evaluation.generation import model_device, pad_token_id
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import Pair
-from skindeep.models.adapter import FALLBACK_SYSTEM, FALLBACK_TEMPLATE
+from skindeep.models.adapter import format_user_turn
 from skindeep.organisms.training import (
     IGNORE,
     Tokenized,
@@ -47,25 +47,9 @@ def position_limit(model: Any) -> int | None:
 
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, user: str, system: str | None = None) -> str:
-    """A user turn (after an optional system turn) with the generation prompt.
-
-    As `ModelAdapter.format_chat`: a template without a system role gets the system text
-    prepended to the user turn; a tokenizer without a template gets skindeep's fallback format.
-    """
-    if not getattr(tokenizer, "chat_template", None):
-        head = FALLBACK_SYSTEM.format(system=system) if system else ""
-        return head + FALLBACK_TEMPLATE.format(user=user)
-    messages = [{"role": "user", "content": user}]
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
-    try:
-        return str(
-            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        )
-    except TemplateError:
-        if not system:
-            raise
-        return chat_prompt(tokenizer, f"{system}\n\n{user}")
+    """A user turn (after an optional system turn) with the generation prompt, formatted as
+    `ModelAdapter.format_chat` does (one implementation: `format_user_turn`)."""
+    return format_user_turn(tokenizer, user, system)
 
 
 def _conversation(

@@ -136,6 +136,28 @@ def _find_out_proj(
     return None
 
 
+def format_user_turn(tokenizer: Any, user: str, system: str | None = None) -> str:
+    """One user turn (after an optional system turn) with the generation prompt, as text.
+
+    The tokenizer's chat template when it has one (a template that rejects a system role gets
+    the system text prepended to the user message), else skindeep's fallback format.
+    """
+    if getattr(tokenizer, "chat_template", None) is None:
+        head = FALLBACK_SYSTEM.format(system=system) if system else ""
+        return head + FALLBACK_TEMPLATE.format(user=user)
+    messages = [{"role": "user", "content": user}]
+    if system:
+        messages.insert(0, {"role": "system", "content": system})
+    try:
+        return str(
+            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        )
+    except TemplateError:
+        if not system:
+            raise
+        return format_user_turn(tokenizer, f"{system}\n\n{user}")
+
+
 class ModelAdapter:
     """Where things are inside a causal LM, found by module structure; one class for all families.
 
@@ -369,35 +391,18 @@ class ModelAdapter:
 
         Uses the tokenizer's chat template; without one, warns once (ChatTemplateWarning) and uses
         FALLBACK_TEMPLATE. A template that rejects a system role gets the system text prepended
-        to the user message instead.
+        to the user message instead (see `format_user_turn`).
         """
         tokenizer = self._require_tokenizer()
-        if not self.has_chat_template:
-            if not self._warned_template:
-                warnings.warn(
-                    f"{type(tokenizer).__name__} has no chat template; using skindeep's fallback "
-                    "'### User: / ### Assistant:' format",
-                    ChatTemplateWarning,
-                    stacklevel=2,
-                )
-                self._warned_template = True
-            head = FALLBACK_SYSTEM.format(system=system) if system else ""
-            return head + FALLBACK_TEMPLATE.format(user=user_text)
-        messages = [{"role": "user", "content": user_text}]
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
-        try:
-            return self._apply_template(messages)
-        except TemplateError:
-            if not system:
-                raise
-            return self._apply_template([{"role": "user", "content": f"{system}\n\n{user_text}"}])
-
-    def _apply_template(self, messages: list[dict[str, str]]) -> str:
-        text = self._require_tokenizer().apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-        return str(text)
+        if not self.has_chat_template and not self._warned_template:
+            warnings.warn(
+                f"{type(tokenizer).__name__} has no chat template; using skindeep's fallback "
+                "'### User: / ### Assistant:' format",
+                ChatTemplateWarning,
+                stacklevel=2,
+            )
+            self._warned_template = True
+        return format_user_turn(tokenizer, user_text, system)
 
     def post_instruction_tokens(self, system: str | None = None) -> list[int]:
         """Token ids the chat format puts after the user message (Arditi's post-instruction span).
