@@ -28,7 +28,6 @@ from skindeep.geometry import (
 )
 from skindeep.geometry._checks import BoolArray, FloatArray
 from skindeep.geometry._probe import stratified_split
-from skindeep.geometry.subspace import centered_energy, no_energy_layers
 from skindeep.scores.config import AuditConfig
 
 
@@ -215,8 +214,12 @@ def pair_geometry(
         raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
 
     diff = aligned.astype(np.float64) - base
-    empty = no_energy_layers([centered_energy(diff[:, i]) for i in range(n_layers)])
-    choice = _choose_alpha(aligned, base, harmful, config, empty) if config.select_alpha else None
+    subspace = safety_subspace(diff, k=config.k, eps=config.eps)  # also marks the empty layers
+    choice = (
+        _choose_alpha(aligned, base, harmful, config, subspace.empty)
+        if config.select_alpha
+        else None
+    )
     alpha = choice.alpha if choice is not None else config.alpha
     gfs = {
         "code": geometric_fragility(aligned, base, harmful, "code"),
@@ -224,7 +227,6 @@ def pair_geometry(
     }
     base_norm = np.linalg.norm(base.astype(np.float64), axis=(0, 2))
     relative_change = np.linalg.norm(diff, axis=(0, 2)) / np.where(base_norm > 0, base_norm, 1.0)
-    subspace = safety_subspace(diff, k=config.k, eps=config.eps)
     cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in range(n_layers)])
     on = aligned if config.stats_on == "aligned" else diff
     stats = _layer_tests(on, harmful, config)
