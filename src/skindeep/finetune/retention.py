@@ -41,7 +41,7 @@ from skindeep.models.loading import fingerprint_checkpoint, load_model
 from skindeep.prompts import PromptSet
 
 #: Bump when training or evaluation changes results for the same inputs.
-VERSION = "1"
+VERSION = "2"  # 2: `epochs` counts full-batch passes (FinetuneConfig.num_steps)
 
 
 @dataclass(frozen=True)
