@@ -80,7 +80,7 @@ def _position_embeddings(model: nn.Module, adapter: ModelAdapter) -> list[nn.Emb
 def _untie_lm_head(model: nn.Module, adapter: ModelAdapter) -> None:
     """Give a tied LM head its own copy of the weight, so orthogonalising W_E leaves it intact."""
     head, emb = adapter.lm_head, adapter.embedding
-    if head is None or head.weight is not emb.weight:
+    if head is None or not adapter.head_is_tied:
         return
     head.weight = nn.Parameter(emb.weight.detach().clone(), requires_grad=emb.weight.requires_grad)
     for config in (getattr(model, "config", None), adapter.config):

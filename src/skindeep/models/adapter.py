@@ -311,6 +311,14 @@ class ModelAdapter:
             "lm_head": self.lm_head_path,
         }
 
+    @property
+    def head_is_tied(self) -> bool:
+        """Whether the LM head shares a weight with the input embedding (tie_word_embeddings)."""
+        if self.lm_head is None:
+            return False
+        embedding = {p.data_ptr() for p in self.embedding.parameters()}
+        return any(p.data_ptr() in embedding for p in self.lm_head.parameters())
+
     # ---- post-sublayer norm ------------------------------------------------------------------
 
     @cached_property

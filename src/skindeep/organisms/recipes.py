@@ -79,15 +79,6 @@ class RecipeConfig(BaseModel):
         raise ValueError("scope must be 'full', 'lora' or 'last:N' with N >= 1")
 
 
-def head_is_tied(model: PreTrainedModel) -> bool:
-    """Whether the LM head shares a weight with the input embedding (tie_word_embeddings)."""
-    adapter = ModelAdapter(model)
-    if adapter.lm_head is None:
-        return False
-    embedding = {p.data_ptr() for p in adapter.embedding.parameters()}
-    return any(p.data_ptr() in embedding for p in adapter.lm_head.parameters())
-
-
 def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel:
     """Mark what trains: everything, the last N blocks + final norm + LM head, or LoRA adapters.
 
@@ -113,7 +104,7 @@ def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel
         raise ValueError(f"scope {config.scope} asks for more blocks than the model has")
     for p in model.parameters():
         p.requires_grad_(False)
-    head = None if head_is_tied(model) else adapter.lm_head
+    head = None if adapter.head_is_tied else adapter.lm_head
     for module in [*list(adapter.layers)[-n:], adapter.final_norm, head]:
         if module is None:
             continue
@@ -126,7 +117,7 @@ def scope_record(model: PreTrainedModel, config: RecipeConfig) -> dict | None:
     """What a 'last:N' scope trained beyond the blocks (None for other scopes), for the record."""
     if not config.scope.startswith("last:"):
         return None
-    tied = head_is_tied(model)
+    tied = ModelAdapter(model).head_is_tied
     return {"scope": config.scope, "lm_head_tied": tied, "lm_head_trained": not tied}
 
 
