@@ -25,8 +25,8 @@ MIN_PER_CLASS = 2
 """Fewest prompts per class for a harmful/harmless pair (a mean and a spread need two)."""
 
 
-def _excerpt(text: str, width: int = 60) -> str:
-    """A prompt shortened for an error message."""
+def excerpt(text: str, width: int = 60) -> str:
+    """A prompt (or instruction) shortened for an error message."""
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
@@ -53,7 +53,7 @@ class PromptSet:
             extra = sum(counts[p] - 1 for p in repeated)
             raise PromptError(
                 f"prompt set {self.name!r} ({self.source}) has {extra} duplicate prompt(s) "
-                f"({len(repeated)} distinct text(s) repeated), e.g. {_excerpt(repeated[0])}; "
+                f"({len(repeated)} distinct text(s) repeated), e.g. {excerpt(repeated[0])}; "
                 "remove them so that no prompt is counted twice"
             )
 
@@ -326,7 +326,7 @@ def check_pair(
     if shared:
         raise PromptError(
             f"{len(shared)} prompt(s) are in both the harmful and the harmless set, e.g. "
-            f"{_excerpt(shared[0])}; a prompt must have one label"
+            f"{excerpt(shared[0])}; a prompt must have one label"
         )
 
 

@@ -29,7 +29,6 @@ from skindeep.evaluation.rates import RefusalRate, refusal_rate, wilson_interval
 from skindeep.finetune.config import RetentionConfig
 from skindeep.finetune.data import PairSet, check_disjoint, identity_shift
 from skindeep.finetune.train import (
-    chat_prompt,
     check_data,
     check_targets,
     finetune,
@@ -37,6 +36,7 @@ from skindeep.finetune.train import (
     save_adapter,
     unload,
 )
+from skindeep.models.adapter import format_user_turn
 from skindeep.models.loading import fingerprint_checkpoint, load_model
 from skindeep.prompts import PromptSet
 
@@ -253,7 +253,7 @@ def measure(
     ):
         if not prompts:
             continue
-        texts = [chat_prompt(tokenizer, p, system) for p in prompts]
+        texts = [format_user_turn(tokenizer, p, system) for p in prompts]
         budget = max_new_tokens
         limit = position_limit(model)
         if limit:

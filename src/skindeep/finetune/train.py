@@ -34,6 +34,7 @@ from skindeep.organisms.training import (
     optimise,
     tokenize_chat,
 )
+from skindeep.prompts import excerpt
 
 
 def position_limit(model: Any) -> int | None:
@@ -44,12 +45,6 @@ def position_limit(model: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def chat_prompt(tokenizer: PreTrainedTokenizerBase, user: str, system: str | None = None) -> str:
-    """A user turn (after an optional system turn) with the generation prompt, formatted as
-    `ModelAdapter.format_chat` does (one implementation: `format_user_turn`)."""
-    return format_user_turn(tokenizer, user, system)
 
 
 def _conversation(
@@ -75,7 +70,7 @@ def tokenize_pair(
     """A pair as one training sequence with loss on the response tokens only."""
     if system is None and getattr(tokenizer, "chat_template", None):
         return tokenize_chat(tokenizer, pair.instruction, pair.response, max_len)
-    prompt = chat_prompt(tokenizer, pair.instruction, system)
+    prompt = format_user_turn(tokenizer, pair.instruction, system)
     full = _conversation(tokenizer, pair.instruction, pair.response, system)
     if not full or not full.startswith(prompt):
         full = prompt + pair.response + (tokenizer.eos_token or "")
@@ -89,11 +84,6 @@ def tokenize_pair(
 def has_response(t: Tokenized) -> bool:
     """Whether a sequence keeps a response token the loss can use (labels are shifted by one)."""
     return any(label != IGNORE for label in t.labels[1:])
-
-
-def _excerpt(text: str, width: int = 60) -> str:
-    """An instruction shortened for an error message."""
-    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 def tokenize_pairs(
@@ -118,7 +108,7 @@ def tokenize_pairs(
         raise PromptError(
             f"{len(empty)} of {len(pairs)} benign example(s) keep no response token after "
             f"truncation to max_len={max_len} tokens{where}, e.g. the instruction "
-            f"{_excerpt(empty[0].instruction)}; shorten or remove those pairs{fix}"
+            f"{excerpt(empty[0].instruction)}; shorten or remove those pairs{fix}"
         )
     return data
 
