@@ -67,3 +67,103 @@ def run_cli(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
         code = int(exc.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def synthetic_study():
+    """A tiny hand-made `StudyResult` (four models, one excluded) for schema and report tests."""
+    from skindeep.study.result import (
+        ModelEntry,
+        NoiseCeiling,
+        OutOfSample,
+        PredictorStats,
+        RefusalCurve,
+        StudyResult,
+        StudySettings,
+        SummaryValue,
+        SweepRow,
+    )
+
+    def entry(
+        name: str, recipe: str, arch: str, gfs: float, auc: tuple[float, float]
+    ) -> ModelEntry:
+        curves = [
+            RefusalCurve(
+                seed=s,
+                steps=[0, 10, 20],
+                score=[3.0, 3.0 - a, 3.0 - 2 * a],
+                refusal_end=1.0 - a / 3,
+                n_prompts=8,
+            )
+            for s, a in enumerate(auc)
+        ]
+        return ModelEntry(
+            name=name,
+            recipe=recipe,
+            scope="full",
+            architecture=arch,
+            size="s",
+            params=10_000,
+            build_seed=0,
+            predictors={"gfs_code": gfs},
+            baselines={"initial_refusal": 1.0},
+            fragility={
+                "auc": SummaryValue(
+                    per_seed={"0": auc[0], "1": auc[1]},
+                    mean=sum(auc) / 2,
+                    sd=abs(auc[0] - auc[1]) / 2**0.5,
+                )
+            },
+            curves=curves,
+        )
+
+    models = [
+        entry("llama-s-sft", "sft", "llama", 0.1, (0.9, 0.8)),
+        entry("qwen-s-dpo", "dpo", "qwen2", 0.2, (0.6, 0.7)),
+        entry("gpt2-s-orpo", "orpo", "gpt2", 0.3, (0.4, 0.3)),
+        entry("llama-s-csft", "csft", "llama", 0.4, (0.1, 0.2)).model_copy(
+            update={"meets_behaviour": False, "excluded": "refuses 0.40 of harmful (< 0.80)"}
+        ),
+    ]
+    settings = StudySettings(
+        config={"name": "synthetic"},
+        config_hash="0" * 16,
+        primary_target="auc",
+        primary_predictor="gfs_code",
+        software={"python": "3"},
+        wall_seconds=1.0,
+    )
+    stats = [
+        PredictorStats(
+            predictor="gfs_code",
+            target="auc",
+            n_models=3,
+            rho=-1.0,
+            ci=(-1.0, -1.0),
+            p_perm=0.33,
+            loo=(-1.0, -1.0),
+            loo_recipe=(-1.0, -1.0),
+            loo_arch=(-1.0, -1.0),
+            partial={"initial_refusal": None},
+            p_holm=0.33,
+        )
+    ]
+    return StudyResult(
+        settings=settings,
+        models=models,
+        stats=stats,
+        noise_ceiling={
+            "auc": NoiseCeiling(
+                target="auc", reliability=1.0, split_rho=1.0, ceiling=1.0, n_models=3, n_seeds=2
+            )
+        },
+        out_of_sample=[
+            OutOfSample(
+                predictor="gfs_code",
+                target="auc",
+                rank_error=0.0,
+                per_recipe={"sft": 0.0, "dpo": 0.0, "orpo": 0.0},
+            )
+        ],
+        sweep=[SweepRow(setting="k", value="1", predictor="gfs_code", rho=-1.0, n_models=3)],
+        headline="gfs_code ranks the three models exactly (synthetic).",
+    )
