@@ -46,7 +46,7 @@ def main() -> None:
         b = o.behaviour
         print(
             f"{name:28s} {o.kind:8s} {o.meta['num_parameters']:9d} {o.meta['seconds']:8.1f} "
-            f"{b.harmful.rate:8.2f} {b.harmless.rate:8.2f} {'yes' if b.passes(o.kind) else 'NO'}"
+            f"{b.harmful.rate:8.2f} {b.harmless.rate:8.2f} {'yes' if o.meets_behaviour else 'NO'}"
         )
     print(f"total wall time: {total:.1f} s ({total / 60:.2f} min) for {len(built)} organisms")
 

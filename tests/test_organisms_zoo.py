@@ -144,12 +144,43 @@ def test_cli_build_and_list(tmp_path: Path, monkeypatch) -> None:
     spec = tmp_path / "tiny.toml"
     spec.write_text(tomli_w.dumps(TINY))
     result = runner.invoke(app, ["organisms", "build", "--zoo", str(spec)])
-    # the 4-step organisms do not meet the behaviour targets: the build says so and exits 1
+    # the 4-step organisms do not meet the behaviour targets: the build names them and exits 1
     assert result.exit_code == 1
+    assert "behaviour targets missed by" in result.output and " a " in result.output
     rows = json.loads((tmp_path / "organisms" / "zoo-tiny.json").read_text())
     assert [r["name"] for r in rows] == ["b", "a"]
+    assert rows[1]["meets_behaviour"] is False and rows[1]["build_seed"] == 0
+    kept = runner.invoke(app, ["organisms", "build", "--zoo", str(spec), "--allow-missed"])
+    assert kept.exit_code == 0 and "kept despite missed behaviour targets" in kept.output
+    reseeded = runner.invoke(
+        app, ["organisms", "build", "--zoo", str(spec), "--seed", "1", "--allow-missed"]
+    )
+    assert reseeded.exit_code == 0
+    rows1 = json.loads((tmp_path / "organisms" / "zoo-tiny-seed1.json").read_text())
+    assert rows1[1]["build_seed"] == 1 and rows1[1]["path"] != rows[1]["path"]
     listed = runner.invoke(app, ["organisms", "list", "--json"])
     assert listed.exit_code == 0 and {o["name"] for o in json.loads(listed.stdout)} == {"a", "b"}
+    assert len(json.loads(listed.stdout)) == 4  # both build seeds
+
+
+def test_build_seed_changes_weights_and_hash_but_seed_zero_is_the_spec(tmp_path: Path) -> None:
+    """with_seed(0) is the spec as written; another build seed shifts every organism's seed."""
+    spec = ZooSpec.model_validate(TINY)
+    assert load_zoo_spec("default", seed=0) == load_zoo_spec("default")
+    with pytest.raises(ConfigError, match="build seed"):
+        load_zoo_spec("default", seed=-1)
+    zero = build_zoo(spec.with_seed(0), root=tmp_path)
+    two = build_zoo(spec.with_seed(2), root=tmp_path)
+    assert zero["a"].path == build_zoo(spec, root=tmp_path)["a"].path
+    for name in ("a", "b"):
+        assert zero[name].path != two[name].path
+        assert (zero[name].build_seed, two[name].build_seed) == (0, 2)
+        assert two[name].meta["seed"] == spec.with_seed(2).effective_seed(spec.bases[0]) == 2000
+        w0, w2 = _weights(zero[name].path), _weights(two[name].path)
+        assert not all(torch.equal(w0[k], w2[k]) for k in w0)
+        record = json.loads((two[name].path / "organism.json").read_text())
+        assert record["meets_behaviour"] is two[name].meets_behaviour
+        assert record["meets_behaviour"] == two[name].behaviour.passes(two[name].kind)
 
 
 @pytest.mark.parametrize("family", ["qwen2", "phi3", "gpt2"])

@@ -57,12 +57,20 @@ class EvalSpec(BaseModel):
     seed: int = 12345
 
 
+#: Build seed n trains each organism with its own seed + SEED_STRIDE * n, so the seeds an organism
+#: spec sets (0, 1, ... for training-seed replicates) never collide across build seeds.
+SEED_STRIDE = 1000
+
+
 class ZooSpec(BaseModel):
-    """A whole zoo: bases, aligned organisms and the evaluation settings."""
+    """A whole zoo: bases, aligned organisms, the evaluation settings and the build seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "zoo"
+    seed: int = Field(
+        0, ge=0, description="build seed: each organism trains with its seed + 1000 * this"
+    )
     bases: list[BaseSpec]
     aligned: list[AlignedSpec] = Field(default_factory=list)
     eval: EvalSpec = Field(default_factory=EvalSpec)
@@ -83,17 +91,42 @@ class ZooSpec(BaseModel):
         """The base spec called `name`."""
         return next(b for b in self.bases if b.name == name)
 
+    def with_seed(self, seed: int) -> ZooSpec:
+        """The same zoo at another build seed (organism names stay; weights and hashes change)."""
+        return ZooSpec.model_validate({**self.model_dump(), "seed": seed})
 
-def load_zoo_spec(source: str | Path) -> ZooSpec:
-    """Read 'default', 'micro' (the packaged zoos) or a TOML/YAML file into a validated ZooSpec."""
-    if str(source) in ("default", "micro"):
+    def effective_seed(self, organism: BaseSpec | AlignedSpec) -> int:
+        """The seed `organism` trains with at this zoo's build seed (its own seed at seed 0)."""
+        return organism.seed + SEED_STRIDE * self.seed
+
+
+#: Zoos shipped with the package (src/skindeep/organisms/zoos/NAME.toml).
+PACKAGED_ZOOS: tuple[str, ...] = ("default", "micro")
+
+
+def load_zoo_spec(source: str | Path, seed: int | None = None) -> ZooSpec:
+    """Read a packaged zoo ('default', 'micro', 'study') or a TOML/YAML file into a ZooSpec.
+
+    `seed` overrides the file's build seed (see `ZooSpec.with_seed`).
+    """
+    spec = _read_zoo_spec(source)
+    if seed is None:
+        return spec
+    if seed < 0:
+        raise ConfigError(f"build seed must be >= 0, got {seed}")
+    return spec.with_seed(seed)
+
+
+def _read_zoo_spec(source: str | Path) -> ZooSpec:
+    if str(source) in PACKAGED_ZOOS:
         text = resources.files("skindeep.organisms").joinpath(f"zoos/{source}.toml").read_text()
         suffix = ".toml"
     else:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(
-                f"zoo spec {path} not found (give 'default', 'micro' or a .toml/.yaml file)"
+                f"zoo spec {path} not found "
+                f"(give one of {', '.join(PACKAGED_ZOOS)} or a .toml/.yaml file)"
             )
         text, suffix = path.read_text(), path.suffix.lower()
     try:
