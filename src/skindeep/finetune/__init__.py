@@ -28,6 +28,13 @@ from skindeep.finetune.retention import (
     run_retention,
     summarise,
 )
+from skindeep.finetune.tracking import (
+    Start,
+    TrackedSeed,
+    Tracker,
+    TrackingConfig,
+    track_refusal,
+)
 from skindeep.finetune.train import (
     finetune,
     merge_adapter,
@@ -48,6 +55,10 @@ __all__ = [
     "RetentionConfig",
     "RetentionResult",
     "RetentionRow",
+    "Start",
+    "TrackedSeed",
+    "Tracker",
+    "TrackingConfig",
     "check_disjoint",
     "check_in_vocabulary",
     "filter_refusals",
@@ -63,5 +74,6 @@ __all__ = [
     "save_adapter",
     "summarise",
     "tokenize_pair",
+    "track_refusal",
     "unload",
 ]
