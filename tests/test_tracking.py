@@ -77,3 +77,11 @@ def test_finished_seeds_are_read_back_without_loading(tracked):
 
     again = track_refusal(fail, organism_pairs(), list(harmful), config, folder)
     assert again == (start, runs)
+
+
+def test_probability_curve_is_the_mean_sigmoid(tracked):
+    _, _, _, _, start, runs, _ = tracked
+    assert start.prob == pytest.approx(float(np.mean(1 / (1 + np.exp(-np.array(start.scores))))))
+    for run in runs:
+        assert len(run.prob) == len(run.score) == len(run.steps)
+        assert run.prob[0] == start.prob and all(0 <= p <= 1 for p in run.prob)

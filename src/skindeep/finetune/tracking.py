@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from scipy.special import expit
 
 from skindeep.cache import atomic_write_json
 from skindeep.evaluation.logits import refusal_score, refusal_tokens
@@ -81,6 +82,11 @@ class Start:
         """Mean refusal log-odds on the harmful prompts (the refusal-margin baseline)."""
         return float(np.mean(self.scores))
 
+    @property
+    def prob(self) -> float:
+        """Mean probability of a refusal opening on the harmful prompts."""
+        return _prob(np.asarray(self.scores))
+
 
 @dataclass(frozen=True)
 class TrackedSeed:
@@ -91,6 +97,9 @@ class TrackedSeed:
     """Optimisation steps done at each checkpoint (0 = before fine-tuning)."""
     score: list[float]
     """Mean refusal log-odds over the held-out harmful prompts at each checkpoint."""
+    prob: list[float]
+    """Mean probability of a refusal opening (sigmoid of each prompt's log-odds) at each
+    checkpoint: a soft refusal rate in [0, 1], the curve the fragility summaries read."""
     refusal_end: RefusalRate
     """Greedy keyword refusal after the last step."""
     loss_first: float
@@ -106,6 +115,11 @@ def _rate(d: dict) -> RefusalRate:
 def _score(model: Any, tokenizer: Any, texts: Sequence[str], ids: list[int], bs: int) -> np.ndarray:
     """Per-prompt refusal log-odds (float64)."""
     return refusal_score(model, tokenizer, texts, ids, batch_size=bs)
+
+
+def _prob(log_odds: np.ndarray) -> float:
+    """Mean sigmoid of per-prompt log-odds (scipy's expit: no overflow at large |x|)."""
+    return float(np.mean(expit(log_odds)))
 
 
 class Tracker:
@@ -148,13 +162,14 @@ class Tracker:
         work = self.model if lora else copy.deepcopy(self.model)
         marks = set(cfg.checkpoints())
         steps = [0]
-        score = [start.margin]
+        score, prob = [start.margin], [start.prob]
 
         def checkpoint(step: int, loss: float) -> None:
             if step + 1 in marks:  # `work` carries the LoRA layers peft injected in place
                 steps.append(step + 1)
                 s = _score(work, self.tokenizer, self.texts, self.ids, cfg.batch_size)
                 score.append(float(s.mean()))
+                prob.append(_prob(s))
             if on_step is not None:
                 on_step(step, loss)
 
@@ -169,7 +184,7 @@ class Tracker:
             if lora:
                 self.model = unload(tuned)
         return TrackedSeed(
-            seed, steps, score, end, stats.loss_first, stats.loss_last,
+            seed, steps, score, prob, end, stats.loss_first, stats.loss_last,
             round(time.perf_counter() - began, 3),
         )  # fmt: skip
 

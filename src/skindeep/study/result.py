@@ -34,6 +34,9 @@ class RefusalCurve(BaseModel):
     """Optimisation steps done at each checkpoint; 0 is the aligned model before fine-tuning."""
     score: list[float]
     """Mean next-token refusal log-odds on the held-out harmful prompts at each checkpoint."""
+    prob: list[float] = Field(default_factory=list)
+    """Mean probability of a refusal opening (sigmoid of each prompt's log-odds) per checkpoint:
+    the soft refusal rate the fragility summaries are computed from."""
     refusal_end: float | None = None
     """Greedy keyword refusal rate on the held-out harmful prompts after the last step."""
     flagged_end: int = 0
