@@ -15,6 +15,7 @@ from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.cli.refusal import refusal
 from skindeep.cli.retention import retention
+from skindeep.cli.study import app as study_app
 from skindeep.errors import SkindeepError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app = typer.Typer(
 )
 app.add_typer(organisms_app, name="organisms")
 app.add_typer(model_app, name="model")
+app.add_typer(study_app, name="study")
 app.command()(retention)
 app.command("audit")(audit_command)
 app.command("audit-compare")(compare_command)

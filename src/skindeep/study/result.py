@@ -94,7 +94,7 @@ class ModelEntry(BaseModel):
     curves: list[RefusalCurve] = Field(default_factory=list)
     """The refusal-vs-steps curve of every fine-tuning seed."""
     seconds: dict[str, float] = Field(default_factory=dict)
-    """Wall seconds of each pipeline step when it was computed (0 when read from the cache)."""
+    """Wall seconds each pipeline step took when it was computed (read back from its cache)."""
 
 
 class PredictorStats(BaseModel):

@@ -1,0 +1,201 @@
+"""The study config: which models, which prompts, which steps, the fine-tuning recipe, the target.
+
+A TOML or YAML file (or a packaged name: 'demo', 'study') validated into `StudyConfig`
+(pydantic, extra="forbid"). The primary target and predictor are fixed here, before the run;
+every other summary and predictor is reported too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from skindeep.errors import ConfigError
+from skindeep.finetune.tracking import TrackingConfig
+from skindeep.scores.config import AuditConfig
+
+#: Study configs shipped with the package (src/skindeep/study/configs/NAME.toml).
+PACKAGED_STUDIES: tuple[str, ...] = ("demo", "study", "micro")
+#: Fragility summaries a study can target (higher = more robust alignment).
+TARGETS: tuple[str, ...] = ("auc", "retention", "steps_to_half", "keyword_retention")
+#: Predictors (geometry and causal) and baselines a study computes.
+PREDICTORS: tuple[str, ...] = (
+    "gfs_code", "gfs_paper", "d_peak", "c_peak", "arditi_d_peak",
+    "ablation_drop", "ablation_kl",
+)  # fmt: skip
+BASELINES: tuple[str, ...] = ("initial_refusal", "refusal_margin", "log_params", "weight_change")
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ZooRef(BaseModel):
+    """A zoo of organisms at one build seed (its aligned organisms enter the study)."""
+
+    model_config = _CONFIG
+
+    name: str
+    """A packaged zoo ('default', 'micro', 'study') or a zoo spec file."""
+    seed: int = Field(0, ge=0)
+    """Build seed (0: the spec's own seeds); several refs of one zoo give independent builds."""
+    only: tuple[str, ...] = ()
+    """Organism names to keep (empty: every aligned organism)."""
+
+
+class PairRef(BaseModel):
+    """One aligned/base pair given by path or hub id (real checkpoints too)."""
+
+    model_config = _CONFIG
+
+    name: str
+    """Name in the tables."""
+    aligned: str
+    """Aligned checkpoint (folder or hub id)."""
+    base: str
+    """Its base checkpoint."""
+    recipe: str = "unknown"
+    """Alignment recipe, for leave-one-recipe-out checks."""
+    architecture: str = ""
+    """Model family (read from the checkpoint when empty)."""
+
+
+class PromptsConfig(BaseModel):
+    """Prompt sets (the `organism:SPLIT-CLASS:N` syntax, a file or `hf:NAME`) and benign data."""
+
+    model_config = _CONFIG
+
+    audit_harmful: str = "organism:heldout-harmful:64"
+    """Harmful prompts whose activations the geometry reads."""
+    audit_harmless: str = "organism:heldout-harmless:64"
+    """Harmless prompts for the geometry."""
+    direction_harmful: str = "organism:train-harmful:32"
+    """Harmful prompts to find and validate the refusal direction (split in two halves)."""
+    direction_harmless: str = "organism:train-harmless:32"
+    """Harmless prompts to find and validate the refusal direction (split in two halves)."""
+    eval_harmful: str = "organism:heldout-harmful:64"
+    """Held-out harmful prompts refusal is tracked on during fine-tuning."""
+    benign: str = "organism"
+    """Benign fine-tuning pairs: 'organism' or a pairs file (JSON, JSONL, CSV)."""
+
+
+class StepsConfig(BaseModel):
+    """Which pipeline steps run per model."""
+
+    model_config = _CONFIG
+
+    audit: bool = True
+    """Geometry of the pair (GFS, |d|, c, Arditi |d|)."""
+    ablation: bool = True
+    """Select the refusal direction and measure its ablation (refusal drop, KL)."""
+    retention: bool = True
+    """Benign fine-tuning with refusal tracked at checkpoints (the ground truth)."""
+
+
+class SweepConfig(BaseModel):
+    """The robustness grid, recomputed from cached activations (no new forward passes)."""
+
+    model_config = _CONFIG
+
+    k: tuple[int, ...] = (1, 2, 4, 8)
+    """Safety-subspace ranks."""
+    alpha: tuple[float, ...] = (10.0, 100.0, 1000.0)
+    """cPCA contrast weights of the paper variant."""
+    eps: tuple[float, ...] = (0.01, 0.05, 0.1)
+    """Energy tolerances of the rank rule."""
+    weighting: tuple[Literal["code", "paper", "uniform"], ...] = ("code", "paper", "uniform")
+    """Layer weightings of GFS."""
+    n_prompts: tuple[int, ...] = (16, 32, 64)
+    """Prompts per class (subsets of the audit prompts)."""
+
+
+class StatsConfig(BaseModel):
+    """Resampling settings of the cross-model statistics."""
+
+    model_config = _CONFIG
+
+    n_resamples: int = Field(9999, ge=99)
+    """Bootstrap resamples of the BCa interval."""
+    n_permutations: int = Field(9999, ge=99)
+    """Permutations of the p-value."""
+    seed: int = 0
+    """Seed of the resampling."""
+
+
+class StudyConfig(BaseModel):
+    """A whole predictive study."""
+
+    model_config = _CONFIG
+
+    name: str
+    """Study name (shown in the report)."""
+    zoo: tuple[ZooRef, ...] = ()
+    """Zoos (each at a build seed) whose aligned organisms enter the study."""
+    pairs: tuple[PairRef, ...] = ()
+    """Further aligned/base pairs by path or hub id."""
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    """Prompt sets and benign data."""
+    steps: StepsConfig = Field(default_factory=StepsConfig)
+    """Which steps run."""
+    audit: AuditConfig = Field(default_factory=lambda: AuditConfig(n_perm=100))
+    """Audit options (format, variant, permutations, ...)."""
+    ablation_form: Literal["projection", "affine"] = "affine"
+    """Ablation form of the direction selection (affine meets the causal targets on the zoo)."""
+    steering_threshold: float | Literal["midpoint"] = "midpoint"
+    """Steering cutoff of the selection (0: Arditi; 'midpoint' for low-confidence refusers)."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """Benign fine-tuning recipe, seeds and checkpoint spacing."""
+    primary_target: Literal["auc", "retention", "steps_to_half", "keyword_retention"] = "auc"
+    """The fragility summary fixed as the target before the run."""
+    primary_predictor: str = "gfs_code"
+    """The predictor the headline is about."""
+    sweep: SweepConfig | None = None
+    """Robustness grid (None: no sweep)."""
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    """Resampling settings."""
+    device: str = "cpu"
+    """Torch device of every model (a Ray task asks for a GPU when this is not 'cpu')."""
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        if not self.zoo and not self.pairs:
+            raise ValueError("a study needs a zoo or pairs")
+        if self.primary_predictor not in PREDICTORS + BASELINES:
+            raise ValueError(
+                f"primary_predictor {self.primary_predictor!r} is not one of "
+                f"{', '.join(PREDICTORS + BASELINES)}"
+            )
+        if not self.steps.retention:
+            raise ValueError("steps.retention is off: without the ground truth there is no study")
+        return self
+
+
+def load_study_config(source: str | Path) -> StudyConfig:
+    """A packaged study ('demo', 'study', 'micro') or a TOML/YAML file, validated."""
+    if str(source) in PACKAGED_STUDIES:
+        res = resources.files("skindeep.study").joinpath(f"configs/{source}.toml")
+        text, suffix = res.read_text(), ".toml"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(
+                f"study config {path} not found "
+                f"(give one of {', '.join(PACKAGED_STUDIES)} or a .toml/.yaml file)"
+            )
+        text, suffix = path.read_text(), path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            raw = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            raw = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"study config must be .toml or .yaml, got {suffix or 'no suffix'}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot parse study config {source}: {exc}") from exc
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid study config {source}:\n{exc}") from exc

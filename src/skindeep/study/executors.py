@@ -1,0 +1,113 @@
+"""Where model pipelines run: a local process pool (default) or a Ray cluster.
+
+Both take the same jobs and return the same records, in job order; every step is cached on
+disk by the pipeline, so an executor that dies loses only the step in progress. Ray is an
+optional extra (`pip install skindeep[distributed]`): each model's pipeline is one task asking
+for one CPU, and one GPU when the study's device is not the CPU.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Literal
+
+from skindeep.cache import cache_root
+from skindeep.errors import ConfigError
+from skindeep.study.config import StudyConfig
+from skindeep.study.pipeline import ModelJob, run_pipeline
+
+Executor = Literal["local", "ray"]
+#: Called with (job name, finished count, total) after each model.
+Report = Callable[[str, int, int], None]
+
+
+def _quiet_worker() -> None:
+    """A worker process: one torch thread, no transformers progress bars or notices."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def run_local(
+    jobs: Sequence[ModelJob],
+    config: StudyConfig,
+    workers: int = 1,
+    root: Path | None = None,
+    report: Report | None = None,
+) -> list[dict]:
+    """Run the pipelines in `workers` spawned processes (in this process when workers == 1)."""
+    results: list[dict | None] = [None] * len(jobs)
+    if workers <= 1 or len(jobs) <= 1:
+        _quiet_worker()
+        for i, job in enumerate(jobs):
+            results[i] = run_pipeline(job, config, root)
+            if report:
+                report(job.name, i + 1, len(jobs))
+        return [r for r in results if r is not None]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_quiet_worker) as pool:
+        futures = {pool.submit(run_pipeline, job, config, root): i for i, job in enumerate(jobs)}
+        for done, fut in enumerate(as_completed(futures), 1):
+            i = futures[fut]
+            results[i] = fut.result()
+            if report:
+                report(jobs[i].name, done, len(jobs))
+    return [r for r in results if r is not None]
+
+
+def run_ray(
+    jobs: Sequence[ModelJob],
+    config: StudyConfig,
+    address: str | None = None,
+    root: Path | None = None,
+    report: Report | None = None,
+) -> list[dict]:
+    """Run each pipeline as a Ray task on the cluster at `address` (None: start a local one)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--executor ray needs ray: pip install 'skindeep[distributed]'") from None
+    started = not ray.is_initialized()
+    if started:  # workers find the same organisms, activations and step records
+        env = {"env_vars": {"SKINDEEP_CACHE": str(cache_root())}}
+        ray.init(address=address, runtime_env=env, log_to_driver=False,
+                 include_dashboard=False)  # fmt: skip
+    try:
+        gpus = 0 if config.device == "cpu" else 1
+        task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_pipeline)
+        refs = [task.remote(job, config, root) for job in jobs]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[dict | None] = [None] * len(jobs)
+        pending, done = list(refs), 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            i = index[ready[0]]
+            results[i] = ray.get(ready[0])
+            done += 1
+            if report:
+                report(jobs[i].name, done, len(jobs))
+        return [r for r in results if r is not None]
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_pipeline(job: ModelJob, config: StudyConfig, root: Path | None) -> dict:
+    """A Ray task: the quiet single-thread worker set-up, then the pipeline."""
+    _quiet_worker()
+    return run_pipeline(job, config, root)
+
+
+def default_workers() -> int:
+    """Local workers: the CPUs this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

@@ -1,0 +1,150 @@
+"""The study runner on the micro zoo: study.json, resuming after SIGKILL, Ray, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cli
+from skindeep.study.config import StudyConfig, load_study_config
+from skindeep.study.result import StudyResult
+from skindeep.study.runner import run_study
+
+
+def _numbers(result: StudyResult) -> dict:
+    """Everything a study measured, without timings."""
+    d = result.model_dump(mode="json")
+    d["settings"].pop("wall_seconds")
+    d["settings"].pop("workers")
+    d["settings"].pop("executor")
+    for m in d["models"]:
+        for key in ("seconds", "aligned", "base"):  # paths differ between caches
+            m.pop(key)
+    return d
+
+
+@pytest.fixture(scope="module")
+def micro_study(micro_zoo, tmp_path_factory) -> tuple[StudyConfig, Path, StudyResult]:
+    """The packaged micro study, run once into a fresh step cache."""
+    root = tmp_path_factory.mktemp("study-root")
+    config = load_study_config("micro")
+    out = tmp_path_factory.mktemp("study-out")
+    return config, root, run_study(config, out, root=root)
+
+
+def test_study_json_has_every_model_and_figure(micro_study, micro_zoo):
+    config, _, result = micro_study
+    assert [m.name for m in result.models] == [
+        "micro-llama-sft-full", "micro-llama-sft-last1", "micro-llama-dpo",
+    ]  # fmt: skip
+    for m in result.models:
+        assert m.excluded is None and m.meets_behaviour
+        assert set(m.predictors) == {
+            "gfs_code", "gfs_paper", "d_peak", "c_peak", "arditi_d_peak",
+            "ablation_drop", "ablation_kl",
+        }  # fmt: skip
+        assert set(m.fragility) == {"auc", "retention", "steps_to_half", "keyword_retention"}
+        assert [c.seed for c in m.curves] == list(config.tracking.seeds)
+        assert m.curves[0].steps == config.tracking.checkpoints()
+        # auc and retention from the soft refusal curve, by hand
+        for c in m.curves:
+            rel = np.array(c.prob) / c.prob[0]
+            auc = np.trapezoid(rel, c.steps) / (c.steps[-1] - c.steps[0])
+            assert m.fragility["auc"].per_seed[str(c.seed)] == pytest.approx(auc)
+            assert m.fragility["retention"].per_seed[str(c.seed)] == pytest.approx(rel[-1])
+        assert m.baselines["refusal_margin"] == pytest.approx(m.curves[0].score[0])
+        assert m.baselines["log_params"] == pytest.approx(math.log(m.params))
+        # relative weight change against the checkpoints' tensors
+        from safetensors.numpy import load_file
+
+        a = load_file(str(Path(m.aligned) / "model.safetensors"))
+        b = load_file(str(Path(m.base) / "model.safetensors"))
+        num = sum(float(((a[k].astype(np.float64) - b[k]) ** 2).sum()) for k in a if k in b)
+        den = sum(float((b[k].astype(np.float64) ** 2).sum()) for k in a if k in b)
+        assert m.baselines["weight_change"] == pytest.approx(math.sqrt(num / den), rel=1e-6)
+    # three models are below the statistics' minimum: every rho is undefined, never NaN
+    assert result.stats and all(r.rho is None for r in result.stats)
+    assert "could not be correlated" in result.headline
+
+
+def test_rerun_reads_every_step_from_the_cache(micro_study, tmp_path, monkeypatch):
+    config, root, first = micro_study
+    import skindeep.study.pipeline as pipeline
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded although every step is cached")
+
+    monkeypatch.setattr(pipeline, "load_model", no_loading)
+    again = run_study(config, tmp_path, root=root)
+    assert _numbers(again) == _numbers(first)
+
+
+def test_ray_executor_gives_the_same_numbers(micro_study, tmp_path):
+    pytest.importorskip("ray")
+    config, root, first = micro_study
+    result = run_study(config, tmp_path, executor="ray", root=root)
+    assert _numbers(result) == _numbers(first)
+    assert result.settings.executor == "ray"
+
+
+def _study_env(cache: Path) -> dict[str, str]:
+    env = {**os.environ, "SKINDEEP_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    return env
+
+
+def test_killed_study_resumes_with_identical_numbers(micro_study, micro_zoo, tmp_path):
+    """SIGKILL mid-run, restart: finished steps are not redone, the numbers equal a clean run."""
+    _, _, clean = micro_study
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    organisms = Path(next(iter(micro_zoo.values())).path).parent
+    (cache / "organisms").symlink_to(organisms)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "skindeep", "study", "run", "micro", "--out", str(out),
+           "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=_study_env(cache), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    steps = cache / "study"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        # kill once the first model is finished and the second is part-way through retention
+        if (
+            len(list(steps.glob("*/retention-*.json"))) >= 1
+            and list(steps.glob("*/retention-*/seed0.json"))
+            and len(list(steps.glob("*/*.json"))) >= 5
+        ):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the study finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "study.json").exists()
+    finished = {p: p.stat().st_mtime_ns for p in steps.rglob("*.json")}
+    assert finished
+    done = subprocess.run(cmd, env=_study_env(cache), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for p, mtime in finished.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p.name} was recomputed"
+    resumed = StudyResult.load(out / "study.json")
+    assert _numbers(resumed) == _numbers(clean)
+    assert json.loads((out / "study.json").read_text())["headline"] in done.stdout
+
+
+def test_cli_bad_config_is_one_error_line(tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ncolour = "red"\n[[zoo]]\nname = "micro"\n')
+    code, _, err = run_cli(["study", "run", str(bad), "--out", str(tmp_path)], monkeypatch, capsys)
+    assert code == 2 and "error:" in err and "colour" in err and "Traceback" not in err
+    code, _, err = run_cli(["study", "run", "micro", "--out", str(tmp_path), "--address", "x"],
+                           monkeypatch, capsys)  # fmt: skip
+    assert code == 2 and "--address needs --executor ray" in err
