@@ -189,6 +189,8 @@ def test_noise_ceiling_enumerates_splits_and_applies_spearman_brown() -> None:
     got = noise_ceiling(m, n_splits=10)
     assert got.reliability == pytest.approx(np.mean(want), rel=1e-12)
     assert got.ceiling == pytest.approx(math.sqrt(got.reliability))
+    assert got.split_rho == pytest.approx(np.mean([(2 / w - 1) ** -1 for w in want]))
+    assert (got.n_models, got.n_seeds) == (15, 4)
     assert spearman_brown(0.6) == pytest.approx(2 * 0.6 / 1.6)
     assert spearman_brown(0.5, factor=3) == pytest.approx(1.5 / 2)
 

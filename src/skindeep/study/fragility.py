@@ -92,6 +92,13 @@ class NoiseCeiling:
     """sqrt(max(reliability, 0)): the highest |rho| a noiseless predictor can reach."""
     split_rhos: FloatArray
     """[n_splits] uncorrected Spearman rho between the two seed-half means, per split."""
+    n_models: int
+    n_seeds: int
+
+    @property
+    def split_rho(self) -> float:
+        """Mean uncorrected split-half rho over the splits where it is defined."""
+        return float(np.nanmean(self.split_rhos))
 
 
 def spearman_brown(r: float | FloatArray, factor: float = 2.0) -> float | FloatArray:
@@ -145,4 +152,6 @@ def noise_ceiling(
         reliability=reliability,
         ceiling=float(np.sqrt(max(reliability, 0.0))),
         split_rhos=rhos,
+        n_models=n_models,
+        n_seeds=n_seeds,
     )
