@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from skindeep.cli._common import console, progress
+from skindeep.cli._common import console, option_error, progress
 from skindeep.errors import ConfigError
 from skindeep.prompts import PromptSet, check_pair, resolve_prompt_spec
 
@@ -155,7 +155,7 @@ def audit(
             refresh=refresh,
         )  # fmt: skip
     except ValidationError as exc:
-        raise ConfigError(f"invalid audit options: {exc}") from exc
+        raise option_error(exc, {"fmt": "--format"}) from None
     harmful_set = resolve_prompts(harmful, True, n_prompts, column, seed)
     harmless_set = resolve_prompts(harmless, False, n_prompts, column, seed)
     check_pair(harmful_set, harmless_set)  # before loading any model

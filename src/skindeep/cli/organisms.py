@@ -6,20 +6,15 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from skindeep.cache import atomic_write_json
-from skindeep.cli._common import console, progress
-from skindeep.organisms.spec import load_zoo_spec
-from skindeep.organisms.zoo import (
-    BUILD_VERSION,
-    Organism,
-    build_zoo,
-    list_organisms,
-    organisms_dir,
-)
+from skindeep.cli._common import console, out_file, progress
+
+if TYPE_CHECKING:
+    from skindeep.organisms.zoo import Organism
 
 app = typer.Typer(
     help="Build and list model organisms (small chat models trained on CPU).", no_args_is_help=True
@@ -64,7 +59,9 @@ def behaviour_table(organisms: list[Organism], title: str) -> Table:
 @app.command()
 def build(
     zoo: str = typer.Option("default", help="'default', 'micro' or a zoo spec file (.toml/.yaml)"),
-    out: Path | None = typer.Option(None, help="write the behaviour table as JSON here"),
+    out: Path | None = typer.Option(
+        None, help="write the behaviour table as JSON here", callback=out_file
+    ),
     workers: int = typer.Option(
         min(2, os.cpu_count() or 1), min=1, help="organisms trained in parallel (1 thread each)"
     ),
@@ -80,6 +77,10 @@ def build(
     Exits 1, naming them, when organisms miss their behaviour targets (unless --allow-missed);
     they stay in the cache with meets_behaviour false in organism.json.
     """
+    from skindeep.cache import atomic_write_json
+    from skindeep.organisms.spec import load_zoo_spec
+    from skindeep.organisms.zoo import build_zoo, organisms_dir
+
     spec = load_zoo_spec(zoo, seed=seed)
     n = len(spec.bases) + len(spec.aligned)
     start = time.perf_counter()
@@ -128,6 +129,8 @@ def list_(
     show_all: bool = typer.Option(False, "--all", help="include organisms of older builds"),
 ) -> None:
     """Show every built organism with its recipe, size and behaviour."""
+    from skindeep.organisms.zoo import BUILD_VERSION, list_organisms, organisms_dir
+
     found = [
         o for o in list_organisms() if show_all or o.meta.get("build_version") == BUILD_VERSION
     ]

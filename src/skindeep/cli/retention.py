@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skindeep.cli._common import console, progress, require_real_data
+from skindeep.cli._common import console, option_error, progress, require_real_data
 from skindeep.errors import ConfigError
 
 
@@ -41,6 +41,10 @@ def resolve_model(model: str) -> str:
         ),
     )
     return str(best.path)
+
+
+#: Option fields whose flag is not `--field-name`.
+RETENTION_FLAGS = {"ns": "--n", "target_modules": "--targets", "method": "--full"}
 
 
 def _pct(x: float | None) -> str:
@@ -121,7 +125,7 @@ def retention(
             ),
         )
     except ValidationError as exc:
-        raise ConfigError(f"invalid retention settings:\n{exc}") from exc
+        raise option_error(exc, RETENTION_FLAGS) from None
     if n_eval < 1:
         raise ConfigError(f"--n-eval must be >= 1, got {n_eval}")
     source = resolve_model(model)
