@@ -16,6 +16,7 @@ resume (every long step caches what it finished).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import typing
 from collections.abc import Sequence
@@ -54,13 +55,18 @@ INTERRUPTED = (
 
 
 def _quiet_libraries() -> None:
-    """Keep transformers' per-file progress bars and notices out of the output (if loaded)."""
-    if "transformers" not in sys.modules:
-        return  # never import it just to silence it; commands that load models import it later
-    from transformers.utils import logging as hf_logging
+    """Keep transformers' per-file progress bars and notices out of the command's output.
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    Set through the environment, which transformers and huggingface_hub read when a command
+    first imports them; importing transformers here would cost `--help` seconds.
+    """
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (e.g. tests calling main in-process)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
 
 
 def _click_classes(name: str) -> tuple[type[BaseException], ...]:
