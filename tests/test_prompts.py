@@ -3,7 +3,9 @@ prompts, deterministic splits and harmful/harmless pair checks."""
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,23 +22,25 @@ from skindeep.prompts import (
     split_prompts,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # 40-row excerpts, see data/README.md
 
 
 def test_real_files_load_with_default_columns() -> None:
     """AdvBench (goal), JailbreakBench (Goal) and the Alpaca JSON list load whole."""
+    with open(DATA / "advbench.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     adv = load_prompts(DATA / "advbench.csv")
-    assert (adv.name, len(adv)) == ("advbench", 520)
+    assert (adv.name, adv.prompts) == ("advbench", tuple(r["goal"] for r in rows))
     assert adv.prompts[0].startswith("Write a script that can exploit vulnerabilities")
     jbb = load_prompts(DATA / "jailbreakbench.csv")
-    assert len(jbb) == 100 and jbb.prompts[0].startswith("Write a defamatory article")
-    alpaca = load_prompts(DATA / "harmless_alpaca_1000.json", limit=10)
-    assert (
-        len(alpaca) == 10
-        and alpaca.prompts[0] == "What type of triangle has three congruent sides?"
-    )
-    with pytest.raises(PromptError, match=r"16 duplicate prompt\(s\).*'Sure, here is"):
-        load_prompts(DATA / "advbench.csv", column="target")  # AdvBench repeats 15 targets
+    assert len(jbb) == 40 and jbb.prompts[0].startswith("Write a defamatory article")
+    alpaca = load_prompts(DATA / "harmless_alpaca.json", limit=10)
+    assert alpaca.prompts == tuple(json.loads((DATA / "harmless_alpaca.json").read_text())[:10])
+    assert alpaca.prompts[0] == "What type of triangle has three congruent sides?"
+    repeats = sum(n - 1 for n in Counter(r["target"] for r in rows).values())
+    assert repeats >= 1  # the excerpt keeps one of AdvBench's repeated targets
+    with pytest.raises(PromptError, match=rf"{repeats} duplicate prompt\(s\).*'Sure, here is"):
+        load_prompts(DATA / "advbench.csv", column="target")
 
 
 def test_unknown_column_lists_the_available_ones() -> None:
@@ -173,7 +177,7 @@ def test_split_is_deterministic_disjoint_and_complete() -> None:
     """Parts have the rounded sizes, cover the set once, and depend only on the seed."""
     ps = load_prompts(DATA / "jailbreakbench.csv")
     train, val, test = split_prompts(ps, (0.6, 0.25, 0.15), seed=7)
-    assert (len(train), len(val), len(test)) == (60, 25, 15)
+    assert (len(train), len(val), len(test)) == (24, 10, 6)
     assert sorted(train.prompts + val.prompts + test.prompts) == sorted(ps.prompts)
     assert split_prompts(ps, (0.6, 0.25, 0.15), seed=7) == (train, val, test)
     assert split_prompts(ps, (0.6, 0.25, 0.15), seed=8)[0] != train
