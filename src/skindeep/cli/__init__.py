@@ -31,6 +31,7 @@ from skindeep.cli.audit import compare_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.cli.refusal import refusal
+from skindeep.cli.report import report_command
 from skindeep.cli.retention import retention
 from skindeep.cli.study import app as study_app
 
@@ -48,6 +49,7 @@ app.command("audit")(audit_command)
 app.command("audit-compare")(compare_command)
 app.command()(refusal)
 app.command("ablate")(ablate_command)
+app.command("report")(report_command)
 
 INTERRUPTED = (
     "interrupted: finished steps are kept (cached or written); run the same command again to resume"
