@@ -112,6 +112,7 @@ def study(n: int = 9, seed: int = 0, baseline_strength: float = 0.2) -> StudyRes
                 seed=s,
                 steps=[0, 10, 20],
                 score=[3.0, 3.0 - v, 3.0 - 2 * v],
+                prob=[1 / (1 + np.exp(-x)) for x in (3.0, 3.0 - v, 3.0 - 2 * v)],
                 refusal_end=0.5,
                 n_prompts=20,
             )

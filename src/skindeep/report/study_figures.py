@@ -107,26 +107,38 @@ def scatter_figure(
     return fig
 
 
+def curve_values(models: Sequence[ModelEntry]) -> tuple[str, str]:
+    """Which curve field to draw: the soft refusal rate `prob` where every curve has it (the
+    fragility summaries come from it), else the refusal log-odds `score`; and its label."""
+    curves = [c for m in models for c in m.curves if c.steps]
+    if curves and all(len(c.prob) == len(c.steps) for c in curves):
+        return "prob", "soft refusal rate (harmful)"
+    return "score", "refusal log-odds (harmful)"
+
+
 def curves_figure(models: Sequence[ModelEntry]) -> Figure:
-    """Refusal log-odds on held-out harmful prompts against fine-tuning steps, one panel per
-    model: every seed thin, their mean thick."""
+    """Refusal on held-out harmful prompts against fine-tuning steps, one panel per model:
+    every seed thin, their mean thick (soft refusal rate, or log-odds for older studies)."""
+    field, label = curve_values(models)
     fig, axes = _grid(len(models))
     colors = palette([m.recipe for m in models], RECIPE_COLORS)
     for ax, m in zip(axes, models, strict=True):
         curves = [c for c in m.curves if c.steps]
         for c in curves:
-            ax.plot(c.steps, nan(c.score), color=colors[m.recipe], lw=0.7, alpha=0.45)
-        same = curves and all(c.steps == curves[0].steps for c in curves)
-        if same:
-            mean = np.nanmean(np.vstack([nan(c.score) for c in curves]), axis=0)
+            ax.plot(c.steps, nan(getattr(c, field)), color=colors[m.recipe], lw=0.7, alpha=0.45)
+        if curves and all(c.steps == curves[0].steps for c in curves):
+            mean = np.nanmean(np.vstack([nan(getattr(c, field)) for c in curves]), axis=0)
             ax.plot(curves[0].steps, mean, color=colors[m.recipe], lw=2)
-        ax.axhline(0, color="k", lw=0.6, ls=":")
+        if field == "prob":
+            ax.set_ylim(-0.02, 1.02)
+        else:
+            ax.axhline(0, color="k", lw=0.6, ls=":")
         note = " (excluded)" if m.excluded else ""
         ax.set_title(f"{m.name}{note}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     fig.supxlabel("benign fine-tuning steps", fontsize=9)
-    fig.supylabel("refusal log-odds (harmful)", fontsize=9)
+    fig.supylabel(label, fontsize=9)
     return fig
 
 

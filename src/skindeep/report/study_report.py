@@ -103,16 +103,19 @@ def _long_tables(result: StudyResult) -> list[Table]:
         for seed, value in v.per_seed.items()
     ]
     points = [
-        {"model": m.name, "seed": c.seed, "step": step, "score": score}
+        {"model": m.name, "seed": c.seed, "step": step, "score": score,
+         "prob": c.prob[i] if i < len(c.prob) else None}
         for m in result.models
         for c in m.curves
-        for step, score in zip(c.steps, c.score, strict=True)
-    ]
+        for i, (step, score) in enumerate(zip(c.steps, c.score, strict=True))
+    ]  # fmt: skip
     return [
         Table(
             "fragility_per_seed", ("model", "summary", "seed", "value"), tuple(seeds), show=False
         ),
-        Table("refusal_curves", ("model", "seed", "step", "score"), tuple(points), show=False),
+        Table(
+            "refusal_curves", ("model", "seed", "step", "score", "prob"), tuple(points), show=False
+        ),
     ]
 
 
@@ -292,8 +295,8 @@ def study_document(result: StudyResult, folder: Path) -> Document:
             Plot.from_figure(
                 "refusal_curves",
                 curves_figure(result.models),
-                "Mean refusal "
-                "log-odds on held-out harmful prompts at checkpoints of benign "
+                "Refusal on "
+                "held-out harmful prompts at checkpoints of benign "
                 "fine-tuning: each seed thin, their mean thick.",
             )
         )
