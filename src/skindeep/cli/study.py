@@ -16,14 +16,12 @@ app = typer.Typer(
 )
 
 
-def render_report(result: object, out: Path) -> list[Path]:
-    """The report hook: HTML/Markdown from study.json via `skindeep.report` when it has it."""
-    try:
-        from skindeep.report.study import render_study  # type: ignore[import-not-found]
-    except ImportError:
-        console.print("report: skindeep.report.study is not available; study.json is written")
-        return []
-    return list(render_study(result, out))
+def render_report(out: Path) -> None:
+    """The study report (HTML and Markdown) from study.json, beside it (`skindeep report`)."""
+    from skindeep.report.build import render
+
+    files = render(out)
+    console.print(f"report: {files.html} and {files.markdown}")
 
 
 @app.command("run")
@@ -61,7 +59,7 @@ def run(
             cfg, out, executor=executor, workers=n_workers, address=address,  # type: ignore[arg-type]
             report=report,
         )  # fmt: skip
-    render_report(result, out)
+    render_report(out)
     excluded = result.excluded()
     if excluded:
         console.print(f"excluded {len(excluded)} model(s):")

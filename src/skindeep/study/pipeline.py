@@ -28,8 +28,8 @@ from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_mo
 from skindeep.prompts import resolve_prompt_spec, split_prompts
 from skindeep.study.config import StudyConfig
 
-#: Bump when a step's figures change for the same inputs.
-VERSION = "1"
+#: Bump a step's version when its record changes for the same inputs (the others stay cached).
+VERSIONS: dict[str, str] = {"info": "1", "audit": "2", "ablation": "1", "retention": "1"}
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _weight_change(aligned: Any, base: Any) -> float:
     return math.sqrt(num / den) if den > 0 else math.nan
 
 
-def _info(models: _Models, config: StudyConfig) -> dict:
+def _info(models: _Models, config: StudyConfig, folder: Path) -> dict:
     aligned, base = models.get("aligned"), models.get("base")
     params = sum(p.numel() for p in aligned.model.parameters())
     return {
@@ -95,13 +95,15 @@ def _info(models: _Models, config: StudyConfig) -> dict:
     }
 
 
-def _audit(models: _Models, config: StudyConfig) -> dict:
+def _audit(models: _Models, config: StudyConfig, folder: Path) -> dict:
     from skindeep.scores import audit_pair
 
     p = config.prompts
     harmful = resolve_prompt_spec(p.audit_harmful, harmful=True)
     harmless = resolve_prompt_spec(p.audit_harmless, harmful=False)
     res = audit_pair(models.get("aligned"), models.get("base"), harmful, harmless, config.audit)
+    audit_json = folder / "audit.json"
+    atomic_write_json(audit_json, res.to_json())  # per-layer profiles for the report
     g = res.geometry
     code = g.gfs["code"]
     i = int(code.peak_layer)  # row of argmax d (code variant) in the per-layer arrays
@@ -113,10 +115,11 @@ def _audit(models: _Models, config: StudyConfig) -> dict:
         "arditi_d_peak": float(g.arditi_d[i]),
         "peak_layer": int(g.layers[i]),
         "stores": res.stores,
+        "audit_json": str(audit_json),
     }
 
 
-def _ablation(models: _Models, config: StudyConfig) -> dict:
+def _ablation(models: _Models, config: StudyConfig, folder: Path) -> dict:
     from skindeep.selection import SelectionError, SelectionOptions, select_direction
 
     p = config.prompts
@@ -145,6 +148,7 @@ def _ablation(models: _Models, config: StudyConfig) -> dict:
 
 
 def _retention(models: _Models, config: StudyConfig, folder: Path) -> dict:
+    """Tracked benign fine-tuning; `folder` holds the start and one file per seed."""
     p = config.prompts
     benign = organism_pairs() if p.benign == "organism" else load_pairs(p.benign)
     harmful = list(resolve_prompt_spec(p.eval_harmful, harmful=True))
@@ -160,7 +164,10 @@ def _retention(models: _Models, config: StudyConfig, folder: Path) -> dict:
     }
 
 
-STEPS: dict[str, Callable[..., dict]] = {"info": _info, "audit": _audit, "ablation": _ablation}
+#: Each step: (models, config, its own folder for side files) -> its JSON record.
+STEPS: dict[str, Callable[[_Models, StudyConfig, Path], dict]] = {
+    "info": _info, "audit": _audit, "ablation": _ablation, "retention": _retention,
+}  # fmt: skip
 
 
 def _step_settings(name: str, config: StudyConfig) -> Any:
@@ -191,11 +198,11 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
     torch.set_num_threads(1)
     folder = step_folder(job, config, root)
     models = _Models(job, config.device)
-    out: dict[str, Any] = {"seconds": {}}
+    out: dict[str, Any] = {"seconds": {}, "folder": str(folder)}
     enabled = ["info"] + [s for s in ("audit", "ablation", "retention")
                           if getattr(config.steps, s)]  # fmt: skip
     for name in enabled:
-        key = content_hash([VERSION, name, torch.__version__.split("+")[0],
+        key = content_hash([VERSIONS[name], name, torch.__version__.split("+")[0],
                             _step_settings(name, config)])  # fmt: skip
         path = folder / f"{name}-{key}.json"
         began = time.perf_counter()
@@ -204,10 +211,7 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
             out["seconds"][name] = out[name].get("seconds", 0.0)
             continue
         try:
-            if name == "retention":
-                record = _retention(models, config, folder / f"retention-{key}")
-            else:
-                record = STEPS[name](models, config)
+            record = STEPS[name](models, config, folder / f"{name}-{key}")
         except SkindeepError as exc:
             record = {"error": str(exc)}  # recorded, not cached: a rerun tries again
             out[name] = record

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from skindeep.cache import content_hash
+from skindeep.cache import atomic_write_text, content_hash
 from skindeep.study.assemble import cross_model, model_entry
 from skindeep.study.config import StudyConfig
 from skindeep.study.executors import Executor, run_local, run_ray
@@ -137,6 +137,15 @@ def run_study(
     result = result.model_copy(update={"headline": headline(result)})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _model_files(todo, records, out)
     result.save(out / "study.json")
     _parquet(result, out)
     return result
+
+
+def _model_files(jobs: list, records: list[dict], out: Path) -> None:
+    """Each model's audit.json under out/models/NAME/ (the report draws its layer profiles)."""
+    for job, record in zip(jobs, records, strict=True):
+        src = (record.get("audit") or {}).get("audit_json")
+        if src and Path(src).is_file():
+            atomic_write_text(out / "models" / job.name / "audit.json", Path(src).read_text())
