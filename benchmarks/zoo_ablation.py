@@ -62,10 +62,8 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         n_random=3,
         max_new_tokens=args.max_new_tokens,
         batch_size=48,
-        ablation=form,  # type: ignore[arg-type]
         seed=args.seed,
     )
-    reference = sel.reference if form == "affine" else None
     res = dose_response(
         lm.model,
         lm.tokenizer,
@@ -74,7 +72,7 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         eval_harmful,
         eval_harmless,
         opts,
-        reference=reference,
+        ablation=sel.ablation,
     )
     before = res.baseline.refusal.rate
     after = res.curve("arditi").points[0]

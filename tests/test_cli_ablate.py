@@ -11,7 +11,7 @@ from safetensors.numpy import save_file
 
 from conftest import run_cli
 from skindeep.dose import DoseOptions, dose_response, harmless_reference, load_basis
-from skindeep.interventions import bands
+from skindeep.interventions import Affine, bands
 from skindeep.models import load_model
 from skindeep.prompts import organism_prompts
 
@@ -81,18 +81,25 @@ def test_affine_file_directions_match_api(
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
     data = json.loads((tmp_path / "dose.json").read_text())
-    assert data["options"]["ablation"] == "affine"
-    assert "16 --harmless prompts, last token" in data["reference"]
+    assert data["ablation"] == "affine"
+    assert "16 direction-finding harmless prompts, last token" in data["reference"]
     lm = load_model(organism)
     harmless_find = list(organism_prompts(False, "train", n=16))
     reference = harmless_reference(lm, harmless_find)
     assert reference.shape == (lm.adapter.num_layers, 64)
-    opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=8, batch_size=16, ablation="affine")
+    opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=8, batch_size=16)
     harmful = list(organism_prompts(True, "heldout", n=8))
     harmless = list(organism_prompts(False, "heldout", n=8))
     basis = load_basis(directions, 64, "basis")
     api = dose_response(
-        lm.model, lm.tokenizer, lm.adapter, [basis], harmful, harmless, opts, reference=reference
+        lm.model,
+        lm.tokenizer,
+        lm.adapter,
+        [basis],
+        harmful,
+        harmless,
+        opts,
+        ablation=Affine(reference),
     )
     assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
     plain = dose_response(
@@ -118,7 +125,7 @@ def test_select_with_affine_ablation_reuses_the_selection_reference(
     assert code == 0, err
     selection = json.loads((tmp_path / "selection.json").read_text())
     dose = json.loads((tmp_path / "dose.json").read_text())
-    assert selection["ablation"] == "affine" and dose["options"]["ablation"] == "affine"
+    assert selection["ablation"] == "affine" and dose["ablation"] == "affine"
     position = selection["chosen"]["position"]
     assert dose["reference"].endswith(f"at template position {position}")
 
@@ -157,10 +164,12 @@ def test_real_model_needs_prompt_files(tmp_path, monkeypatch, capsys) -> None:
         (["--directions", "FILE", "--key", "basis", "--k", "1,3"], "k=3 is larger than the 2"),
         (["--directions", "FILE", "--key", "stack"], "choose one with --layer"),
         (["--directions", "FILE"], "pick one with --key"),
-        (["--directions", "/no/dirs.safetensors"], "does not exist"),
+        (["--directions", "/no/dirs.safetensors"], "no such file exists"),
         (["--directions", "pca"], "pass a base model"),
-        (["--directions", "FILE", "--mode", "band", "--check-weights"], "drop --mode band"),
-        (["--directions", "FILE", "--ablation", "affine", "--check-weights"], "--ablation affine"),
+        (["--directions", "FILE", "--mode", "band", "--check-weights"], "use mode all_layers"),
+        (["--directions", "FILE", "--ablation", "affine", "--check-weights"], "use mode all_lay"),
+        (["--directions", "select", "--layer", "1"], "layer does not apply"),
+        (["--directions", "FILE", "--n-random", "2"], "n_random"),
         (["--directions", "select", "--steering-threshold", "half"], "a number or 'midpoint'"),
         (["--directions", "FILE", "--eval-harmful", "organism:train:16"], "also used to find"),
         (["--directions", "FILE", "--k", "0"], "positive integers"),

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from skindeep.errors import SkindeepError
 from skindeep.interventions import (
+    Affine,
     InexactOrthogonalizationError,
     InexactOrthogonalizationWarning,
     ablate,
@@ -136,7 +137,7 @@ def test_affine_ablation_pins_block_inputs_to_the_reference(family: str) -> None
     ids = prompts(seed=2)
     with ablate(model, adapter, U):
         plain_in, _ = block_io(adapter, ids)
-    with ablate(model, adapter, U, reference=reference):
+    with ablate(model, adapter, U, ablation=Affine(reference)):
         inputs, outputs = block_io(adapter, ids)
     for layer, (h, p) in enumerate(zip(inputs, plain_in, strict=True)):
         target = torch.as_tensor(U.T @ reference[layer], dtype=torch.float32)
@@ -150,12 +151,12 @@ def test_affine_ablation_pins_block_inputs_to_the_reference(family: str) -> None
         outputs[-1].matmul(Ut), last.expand(*outputs[-1].shape[:-1], 2), atol=1e-4
     )
     # a zero reference is plain projection; a [d] reference serves every layer
-    with ablate(model, adapter, U, reference=np.zeros(d)):
+    with ablate(model, adapter, U, ablation=Affine(np.zeros(d))):
         zero_in, _ = block_io(adapter, ids)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(zero_in, plain_in, strict=True))
     with (
         pytest.raises(ValueError, match="reference must be"),
-        ablate(model, adapter, U, reference=np.zeros((L + 1, d))),
+        ablate(model, adapter, U, ablation=Affine(np.zeros((L + 1, d)))),
     ):
         pass
     assert not has_active_interventions(model)
@@ -167,7 +168,7 @@ def test_affine_band_ablation_pins_band_outputs() -> None:
     U = random_orthonormal(d, 1, seed=4)
     Ut = torch.as_tensor(U, dtype=torch.float32)
     reference = np.random.default_rng(1).standard_normal((L, d))
-    with ablate(model, adapter, U, mode="band", layers=[1], reference=reference):
+    with ablate(model, adapter, U, mode="band", layers=[1], ablation=Affine(reference)):
         _, outputs = block_io(adapter, prompts())
     target = float(U[:, 0] @ reference[1])
     assert torch.allclose(

@@ -7,12 +7,13 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from safetensors.numpy import load_file
 
 from skindeep.activations.collect import format_texts
 from skindeep.errors import PromptError
 from skindeep.evaluation import kl_divergence, next_token_logprobs, refusal_score
-from skindeep.interventions import ablate, add_activation
+from skindeep.interventions import Affine, ablate, add_activation
 from skindeep.models import load_model
 from skindeep.prompts import organism_prompts
 from skindeep.selection import SelectionError, SelectionOptions, select_direction
@@ -70,8 +71,8 @@ def test_vectorised_scores_match_one_candidate_at_a_time(loaded, sets) -> None:
 
 
 def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) -> None:
-    """Affine selection scores each candidate as `ablate(reference=harmless means at its
-    position)` would; the chosen reference is those means, saved beside the direction."""
+    """Affine selection scores each candidate as `ablate(ablation=Affine(harmless means at
+    its position))` would; the chosen reference is those means, saved beside the direction."""
     sel = run(loaded, sets, ablation="affine", kl_threshold=math.inf)
     m, tok, ad = loaded.model, loaded.tokenizer, loaded.adapter
     harmful = format_texts(ad, sets["harmful_val"], "chat")
@@ -81,7 +82,7 @@ def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) ->
     scored = [c for c in sel.candidates if c.norm > 0]
     for c in scored[:3]:
         p = sel.offsets.index(c.position)
-        with ablate(m, ad, sel.mean_diffs[p, c.layer], reference=sel.harmless_means[p]):
+        with ablate(m, ad, sel.mean_diffs[p, c.layer], ablation=Affine(sel.harmless_means[p])):
             score = refusal_score(m, tok, harmful, sel.refusal_token_ids).mean()
             kl = kl_divergence(logp, next_token_logprobs(m, tok, harmless)).mean()
         assert c.ablation_score == pytest.approx(score, abs=1e-5)
@@ -94,6 +95,9 @@ def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) ->
     )
     assert np.array_equal(sel.reference, sel.harmless_means[sel.offsets.index(sel.best.position)])
     assert sel.to_json()["ablation"] == "affine"
+    assert isinstance(sel.ablation, Affine) and np.array_equal(
+        sel.ablation.reference, sel.reference
+    )
 
 
 def test_midpoint_steering_cutoff_sits_between_the_baselines(loaded, sets) -> None:
@@ -105,8 +109,10 @@ def test_midpoint_steering_cutoff_sits_between_the_baselines(loaded, sets) -> No
     for c in sel.candidates:
         if c.norm > 0 and c.layer < 0.8 * loaded.adapter.num_layers:
             assert ("steering" in c.reasons) == (not c.steering_score > cutoff)
-    with pytest.raises(SelectionError, match="a number or 'midpoint'"):
-        run(loaded, sets, steering_threshold="half")
+    with pytest.raises(ValidationError, match="midpoint"):  # rejected on construction
+        SelectionOptions(steering_threshold="half")
+    with pytest.raises(ValidationError, match="extra"):
+        SelectionOptions(kl_treshold=0.2)
 
 
 def test_filters_choice_and_files(loaded, sets, tmp_path) -> None:

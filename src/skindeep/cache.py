@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -82,3 +83,14 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN and infinities become None, so the JSON stays standard; other values pass through.
+
+    >>> finite_or_none(float("nan")), finite_or_none(0.5)
+    (None, 0.5)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

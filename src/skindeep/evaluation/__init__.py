@@ -21,7 +21,7 @@ from skindeep.evaluation.logits import (
     refusal_score,
     refusal_tokens,
 )
-from skindeep.evaluation.rates import RefusalRate, refusal_rate, wilson_interval
+from skindeep.evaluation.rates import OutcomeCounts, RefusalRate, refusal_rate, wilson_interval
 
 __all__ = [
     "REFUSAL_KEYWORDS",
@@ -29,6 +29,7 @@ __all__ = [
     "GenerationOptions",
     "Judge",
     "KeywordJudge",
+    "OutcomeCounts",
     "RefusalRate",
     "Verdict",
     "format_prompts",

@@ -150,20 +150,29 @@ def refusal_score(
     neither side can round to log(0) unless a logit is -inf.
     """
     ids = sorted({int(t) for t in refusal_token_ids})
+    return map_last_logits(
+        model, tokenizer, formatted_prompts, lambda x: refusal_log_odds(x, ids), batch_size
+    ).numpy()
+
+
+def refusal_log_odds(logits: torch.Tensor, refusal_token_ids: Sequence[int]) -> torch.Tensor:
+    """Per row of [n, vocab] logits: logsumexp over refusal ids minus logsumexp over the rest.
+
+    The one refusal log-odds of skindeep (`refusal_score`, the selection's scoring).
+
+    >>> import torch
+    >>> float(refusal_log_odds(torch.zeros(1, 4), [0])[0])  # p = 1/4: log(1/3)
+    -1.0986122886681098
+    """
+    ids = sorted({int(t) for t in refusal_token_ids})
     if not ids:
         raise ValueError("refusal_token_ids is empty; derive them with refusal_tokens(tokenizer)")
-    if ids[0] < 0:
-        raise ValueError(f"refusal token ids must be non-negative, got {ids}")
-
-    def log_odds(logits: torch.Tensor) -> torch.Tensor:
-        """logsumexp over refusal ids minus logsumexp over all other ids, per row."""
-        if ids[-1] >= logits.shape[1]:
-            raise ValueError(f"refusal token ids must lie in [0, {logits.shape[1]}), got {ids}")
-        in_set = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
-        in_set[ids] = True
-        return torch.logsumexp(logits[:, in_set], -1) - torch.logsumexp(logits[:, ~in_set], -1)
-
-    return map_last_logits(model, tokenizer, formatted_prompts, log_odds, batch_size).numpy()
+    if ids[0] < 0 or ids[-1] >= logits.shape[1]:
+        raise ValueError(f"refusal token ids must lie in [0, {logits.shape[1]}), got {ids}")
+    logits = logits.to(torch.float64)
+    in_set = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    in_set[ids] = True
+    return torch.logsumexp(logits[:, in_set], -1) - torch.logsumexp(logits[:, ~in_set], -1)
 
 
 def kl_divergence(

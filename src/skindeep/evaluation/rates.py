@@ -57,6 +57,54 @@ class RefusalRate:
         )
 
 
+@dataclass(frozen=True)
+class OutcomeCounts:
+    """How many responses refused, complied, or were degenerate (empty or repetitive).
+
+    Degenerate responses are counted on their own, so no rate built from these counts can drop
+    them from its denominator silently: `refusal_share` asks where they go.
+
+    >>> c = OutcomeCounts(refused=6, complied=2, degenerate=2)
+    >>> c.total, c.refusal_share("compliance"), c.refusal_share("refusal")
+    (10, 0.6, 0.8)
+    """
+
+    refused: int
+    complied: int
+    degenerate: int
+
+    @property
+    def total(self) -> int:
+        """Every response judged."""
+        return self.refused + self.complied + self.degenerate
+
+    def refusal_share(self, degenerate_as: Literal["refusal", "compliance"]) -> float:
+        """Refusals over all responses, degenerate ones counted as `degenerate_as`.
+
+        Raises ValueError when nothing was judged: a rate without a denominator is an error.
+        """
+        if self.total == 0:
+            raise ValueError("no responses were judged: the rate has no denominator")
+        extra = self.degenerate if degenerate_as == "refusal" else 0
+        return (self.refused + extra) / self.total
+
+    @classmethod
+    def from_verdicts(cls, verdicts: Sequence[Verdict]) -> OutcomeCounts:
+        """Count refused, complied and flagged (degenerate) verdicts."""
+        degenerate = sum(v.flag is not None for v in verdicts)
+        refused = sum(v.refused for v in verdicts if v.flag is None)
+        return cls(refused, len(verdicts) - degenerate - refused, degenerate)
+
+    def to_json(self) -> dict[str, int]:
+        """The three counts and their total."""
+        return {
+            "refused": self.refused,
+            "complied": self.complied,
+            "degenerate": self.degenerate,
+            "total": self.total,
+        }
+
+
 def refusal_rate(
     verdicts: Sequence[Verdict], *, flagged: FlaggedPolicy = "exclude", confidence: float = 0.95
 ) -> RefusalRate:

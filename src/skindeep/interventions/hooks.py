@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from numpy.typing import ArrayLike
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from skindeep.interventions.ablation import Ablation, Projection
 from skindeep.interventions.basis import orthonormal_basis
 from skindeep.models.adapter import ModelAdapter
 
@@ -32,7 +32,7 @@ def project_out(x: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     return x - (x @ U) @ U.T
 
 
-class _Projector:
+class Projector:
     """Applies h <- h - U U^T h + s in at least float32, caching U and s per device and dtype.
 
     `shift` s = U U^T mu is the reference point's component in span(U) (zero for plain
@@ -57,35 +57,12 @@ class _Projector:
         return out.to(h.dtype)
 
 
-def reference_shifts(
-    U: torch.Tensor, reference: ArrayLike | torch.Tensor | None, num_layers: int
-) -> list[torch.Tensor | None]:
-    """Per layer, U U^T mu_l for a reference [d] (every layer) or [L, d]; Nones without one.
-
-    The reference is typically the mean harmless activation at the hooked site (affine concept
-    editing, Marshall et al. 2024): ablation then moves activations to the harmless level along
-    U instead of to zero, which matters where harmless activations sit far from the origin.
-    """
-    if reference is None:
-        return [None] * num_layers
-    ref = torch.as_tensor(np.asarray(reference, dtype=np.float64))
-    d = U.shape[0]
-    if ref.ndim == 1:
-        ref = ref.expand(num_layers, -1)
-    if ref.shape != (num_layers, d) or not torch.isfinite(ref).all():
-        raise ValueError(
-            f"reference must be [{d}] or [{num_layers}, {d}] finite values (one mean per layer), "
-            f"got shape {tuple(ref.shape)}"
-        )
-    return [U @ (U.T @ ref[i]) for i in range(num_layers)]
-
-
 def _mark(fn: Callable[..., Any]) -> Callable[..., Any]:
     setattr(fn, HOOK_MARK, True)
     return fn
 
 
-def _edit_output(edit: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+def edit_output(edit: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
     """A forward hook applying `edit` to a module's output tensor (or a tuple's first element)."""
 
     def hook(module: nn.Module, _args: Any, output: Any) -> Any:
@@ -101,7 +78,7 @@ def _edit_output(edit: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., 
     return _mark(hook)
 
 
-def _edit_input(edit: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
+def edit_input(edit: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., Any]:
     """A forward pre-hook (with kwargs) applying `edit` to a block's hidden-state input."""
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -133,7 +110,8 @@ def _layer_indices(adapter: ModelAdapter, layers: Sequence[int] | int) -> list[i
 
 
 @contextmanager
-def _registered(handles: list[RemovableHandle]) -> Iterator[None]:
+def registered(handles: list[RemovableHandle]) -> Iterator[None]:
+    """Remove every handle in `handles` on exit (filled inside the context), even on error."""
     try:
         yield
     finally:
@@ -141,7 +119,7 @@ def _registered(handles: list[RemovableHandle]) -> Iterator[None]:
             handle.remove()
 
 
-def _sublayer_outputs(adapter: ModelAdapter, index: int) -> list[nn.Module]:
+def sublayer_outputs(adapter: ModelAdapter, index: int) -> list[nn.Module]:
     """Modules whose outputs are added to the residual stream in block `index`.
 
     The attention and MLP modules themselves (Arditi's hook points), falling back to their
@@ -154,6 +132,21 @@ def _sublayer_outputs(adapter: ModelAdapter, index: int) -> list[nn.Module]:
     return [m for m in writers if m is not None]
 
 
+def all_layer_hooks(
+    adapter: ModelAdapter,
+    block_input: Callable[[int], Callable[[torch.Tensor], torch.Tensor]],
+    writer_output: Callable[[torch.Tensor], torch.Tensor],
+    handles: list[RemovableHandle],
+) -> None:
+    """Register Arditi's all-layer ablation sites: `block_input(l)` edits block l's input,
+    `writer_output` every attention and MLP output; the handles go into `handles`."""
+    for index, block in enumerate(adapter.layers):
+        pre = edit_input(block_input(index))
+        handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
+        for writer in sublayer_outputs(adapter, index):
+            handles.append(writer.register_forward_hook(edit_output(writer_output), prepend=True))
+
+
 @contextmanager
 def ablate(
     model: nn.Module,
@@ -161,7 +154,7 @@ def ablate(
     basis: ArrayLike | torch.Tensor,
     mode: AblationMode = "all_layers",
     layers: Sequence[int] | int | None = None,
-    reference: ArrayLike | torch.Tensor | None = None,
+    ablation: Ablation | None = None,
 ) -> Iterator[torch.Tensor]:
     """Remove the span of `basis` from the residual stream while the context is open.
 
@@ -172,34 +165,29 @@ def ablate(
     the next block input). Mode "band" projects only the outputs of the blocks in `layers`, at
     all positions (the effective-rank audit's band ablation).
 
-    With a `reference` ([d], or [L, d] one per layer: the mean harmless activation at the hooked
-    site, block inputs for "all_layers", block outputs for "band") the ablation is affine:
-    h <- h - U U^T (h - mu_l) at block inputs (resp. the band's outputs), so activations keep
-    the reference's coordinates along U instead of zero; attention and MLP outputs still write
-    nothing along U.
+    `ablation` is the form (default `Projection()`). With `Affine(reference)` (reference [d], or
+    [L, d] one per layer: the mean harmless activation at the hooked site, block inputs for
+    "all_layers", block outputs for "band") it is h <- h - U U^T (h - mu_l) at block inputs
+    (resp. the band's outputs), so activations keep the reference's coordinates along U instead
+    of zero; attention and MLP outputs still write nothing along U.
     """
     _check_model(model, adapter)
     U = orthonormal_basis(basis, adapter.hidden_size)
-    shifts = reference_shifts(U, reference, adapter.num_layers)
-    project = _Projector(U)
+    shifts = (ablation or Projection()).shifts(U, adapter.num_layers)
     handles: list[RemovableHandle] = []
-    with _registered(handles):
+    with registered(handles):
         if mode == "all_layers":
             if layers is not None:
                 raise ValueError("mode 'all_layers' hooks every layer; pass layers only for 'band'")
-            for index, block in enumerate(adapter.layers):
-                pre = _edit_input(_Projector(U, shifts[index]))
-                handles.append(block.register_forward_pre_hook(pre, with_kwargs=True, prepend=True))
-                for writer in _sublayer_outputs(adapter, index):
-                    handles.append(
-                        writer.register_forward_hook(_edit_output(project), prepend=True)
-                    )
+            all_layer_hooks(
+                adapter, lambda index: Projector(U, shifts[index]), Projector(U), handles
+            )
         elif mode == "band":
             if layers is None:
                 raise ValueError("mode 'band' needs the layer indices to ablate (see `bands`)")
             for index in _layer_indices(adapter, layers):
                 block = adapter.layers[index]
-                edit = _edit_output(_Projector(U, shifts[index]))
+                edit = edit_output(Projector(U, shifts[index]))
                 handles.append(block.register_forward_hook(edit, prepend=True))
         else:
             raise ValueError(f"unknown ablation mode {mode!r}; choose 'all_layers' or 'band'")
@@ -231,8 +219,8 @@ def add_activation(
         return h + shift.to(device=h.device, dtype=h.dtype)
 
     block = adapter.layer(layer).block
-    handle = block.register_forward_pre_hook(_edit_input(add), with_kwargs=True, prepend=True)
-    with _registered([handle]):
+    handle = block.register_forward_pre_hook(edit_input(add), with_kwargs=True, prepend=True)
+    with registered([handle]):
         yield
 
 
