@@ -34,9 +34,7 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
     harmful = organism_prompts(True, "train", n=n_train + n_val, seed=args.seed).prompts
     harmless = organism_prompts(False, "train", n=n_train + n_val, seed=args.seed).prompts
     sel = select_direction(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         harmful[:n_train],
         harmless[:n_train],
         harmful[n_train:],
@@ -65,9 +63,7 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         seed=args.seed,
     )
     res = dose_response(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         [basis],
         eval_harmful,
         eval_harmless,

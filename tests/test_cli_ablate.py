@@ -51,7 +51,7 @@ def test_file_directions_match_api(organism, directions, tmp_path, monkeypatch, 
     opts = DoseOptions(ks=(1, 2), n_random=3, max_new_tokens=8, batch_size=16)
     harmful = list(organism_prompts(True, "heldout", n=8))
     harmless = list(organism_prompts(False, "heldout", n=8))
-    api = dose_response(lm.model, lm.tokenizer, lm.adapter, [basis], harmful, harmless, opts)
+    api = dose_response(lm, [basis], harmful, harmless, opts)
     assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
     assert data["nulls"][0]["score"] == pytest.approx(api.null(1).band("score"))
     checks = json.loads((tmp_path / "weight_check.json").read_text())["max_abs_logit_diff"]
@@ -92,9 +92,7 @@ def test_affine_file_directions_match_api(
     harmless = list(organism_prompts(False, "heldout", n=8))
     basis = load_basis(directions, 64, "basis")
     api = dose_response(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         [basis],
         harmful,
         harmless,
@@ -103,9 +101,7 @@ def test_affine_file_directions_match_api(
     )
     assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
     plain = dose_response(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         [basis],
         harmful,
         harmless,
@@ -146,7 +142,7 @@ def test_band_mode_runs_the_wide_band(organism, directions, tmp_path, monkeypatc
     harmful = list(organism_prompts(True, "heldout", n=8))
     harmless = list(organism_prompts(False, "heldout", n=8))
     basis = load_basis(directions, 64, "basis")
-    api = dose_response(lm.model, lm.tokenizer, lm.adapter, [basis], harmful, harmless, opts)
+    api = dose_response(lm, [basis], harmful, harmless, opts)
     assert data["curves"][0]["points"] == [p.to_json() for p in api.curves[0].points]
 
 

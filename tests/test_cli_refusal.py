@@ -9,39 +9,45 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from skindeep.evaluation import GenerationOptions, KeywordJudge, generate_responses, refusal_rate
+from skindeep.evaluation import GenerationOptions, measure_refusal
 from skindeep.models import load_model
 from skindeep.prompts import organism_prompts
 
 
-def test_rate_matches_api(micro_zoo, tmp_path: Path, monkeypatch, capsys) -> None:
-    """The printed rate and CI, refusal.json and generations.jsonl agree with the API."""
+def test_cli_prints_and_writes_what_measure_refusal_returns(
+    micro_zoo, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The printed rate, CI and counts, refusal.json and generations.jsonl are the library's
+    (measure_refusal itself is checked against an unbatched greedy loop in test_measure.py)."""
     path = micro_zoo["micro-llama-sft-last1"].path
     args = ["refusal", "--model", str(path), "--prompts", "organism:heldout-harmful:12"]
     args += ["--max-new-tokens", "12", "--out", str(tmp_path)]
     code, out, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
-    lm = load_model(path)
     prompts = list(organism_prompts(True, "heldout", n=12))
-    gen = GenerationOptions(max_new_tokens=12)
-    responses = generate_responses(lm.model, lm.tokenizer, prompts, gen)
-    rate = refusal_rate(KeywordJudge().judge(prompts, responses))
-    printed = re.search(r"refusal rate ([\d.]+), 95% CI \[([\d.]+), ([\d.]+)\]", out)
+    api = measure_refusal(load_model(path), prompts, options=GenerationOptions(max_new_tokens=12))
+    rate, c = api.rate, api.counts
+    printed = re.search(
+        r"refusal rate ([\d.]+), 95% CI \[([\d.]+), ([\d.]+)\] \((\d+) refused, (\d+) "
+        r"complied, (\d+) degenerate\)",
+        out,
+    )
     assert printed is not None, out
-    assert [float(x) for x in printed.groups()] == pytest.approx(
+    assert [float(x) for x in printed.groups()[:3]] == pytest.approx(
         [rate.rate, rate.low, rate.high], abs=5e-4
     )
+    assert [int(x) for x in printed.groups()[3:]] == [c.refused, c.complied, c.degenerate]
     data = json.loads((tmp_path / "refusal.json").read_text())
     assert (data["n_refused"], data["n"], data["low"]) == (rate.n_refused, rate.n, rate.low)
+    assert data["counts"] == c.to_json() and data["counts"]["total"] == 12
     rows = [json.loads(line) for line in (tmp_path / "generations.jsonl").read_text().splitlines()]
-    assert [r["prompt"] for r in rows] == prompts and [r["response"] for r in rows] == responses
+    assert rows == api.rows()
     # the first 10 verdicts are printed, one line each, with the judge's word for each
-    verdicts = KeywordJudge().judge(prompts, responses)
     table = out.splitlines()[1:11]
     assert len(table) == 10
-    for line, v, p in zip(table, verdicts[:10], prompts[:10], strict=True):
-        assert line.split()[0] == (v.flag or ("refused" if v.refused else "complied"))
-        assert p[:20] in line
+    for line, row in zip(table, rows[:10], strict=True):
+        assert line.split()[0] == row["verdict"]
+        assert row["prompt"][:20] in line
     assert "2 more in generations.jsonl" in out
 
 

@@ -134,7 +134,7 @@ def test_dose_response_band_files_and_weights(dpo, tmp_path) -> None:
     harmless = list(organism_prompts(False, "heldout", n=8, seed=1))
     basis = named_basis("rand", np.random.default_rng(5).standard_normal((64, 2)), "test")
     opts = DoseOptions(ks=(1, 2), n_random=3, max_new_tokens=8, batch_size=8)
-    result = dose_response(dpo.model, dpo.tokenizer, dpo.adapter, [basis], harmful, harmless, opts)
+    result = dose_response(dpo, [basis], harmful, harmless, opts)
     assert result.baseline.k == 0 and result.baseline.kl == pytest.approx(0.0, abs=1e-9)
     with ablate(dpo.model, dpo.adapter, basis.first(2)):
         gen = GenerationOptions(max_new_tokens=8, batch_size=8)
@@ -226,9 +226,7 @@ def test_selected_direction_removes_refusal(micro_zoo, name: str) -> None:
     harmful = organism_prompts(True, "train", n=96, seed=0).prompts
     harmless = organism_prompts(False, "train", n=96, seed=0).prompts
     sel = select_direction(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         harmful[:64],
         harmless[:64],
         harmful[64:],
@@ -248,9 +246,7 @@ def test_selected_direction_removes_refusal(micro_zoo, name: str) -> None:
     basis = named_basis("arditi", sel.direction, "selected", sel.best.layer)
     opts = DoseOptions(ks=(1,), n_random=3, max_new_tokens=20, batch_size=48)
     res = dose_response(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         [basis],
         eval_harmful,
         eval_harmless,

@@ -43,7 +43,7 @@ def sets() -> dict[str, tuple[str, ...]]:
 def run(loaded, sets, **options):
     """select_direction on the fixture sets with the given options."""
     opts = SelectionOptions(batch_size=5, candidates_per_pass=3, **options)
-    return select_direction(loaded.model, loaded.tokenizer, loaded.adapter, **sets, options=opts)
+    return select_direction(loaded, **sets, options=opts)
 
 
 def test_vectorised_scores_match_one_candidate_at_a_time(loaded, sets) -> None:

@@ -3,23 +3,28 @@
 Prompts come from a file (.txt one per line, .json, .jsonl, .csv/.tsv; `--column` picks a
 column) or from the organism language: `organism:SPLIT-CLASS[:N]`, SPLIT `train` or `heldout`,
 CLASS `harmful` or `harmless`, N prompts (default 64), e.g. `organism:heldout-harmful:48`.
-Writes refusal.json (the rate and settings) and generations.jsonl (prompt, response, verdict).
+Writes refusal.json (the rate, the refused/complied/degenerate counts and the settings) and
+generations.jsonl (prompt, response, verdict). Parsing only: the measurement is
+`skindeep.measure_refusal`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-from skindeep.cache import atomic_write_json, atomic_write_text
 from skindeep.cli._common import console, progress
 from skindeep.errors import ConfigError
-from skindeep.prompts import PromptSet, resolve_prompt_spec
+from skindeep.evaluation.options import GenerationOptions
+from skindeep.prompts import resolve_prompt_spec
+
+if TYPE_CHECKING:
+    from skindeep.evaluation.judges import Judge
 
 
 class Format(StrEnum):
@@ -44,13 +49,6 @@ class Flagged(StrEnum):
     compliance = "compliance"
 
 
-def resolve_prompts(
-    text: str, column: str | None = None, harmful: bool | None = None, seed: int = 0
-) -> PromptSet:
-    """A prompt set from a file, `hf:NAME[:SPLIT]` or `organism:SPLIT-CLASS[:N]`."""
-    return resolve_prompt_spec(text, harmful, column, seed)
-
-
 def _clip(text: str, width: int) -> str:
     """One line of at most `width` characters."""
     line = " ".join(text.split())
@@ -61,13 +59,31 @@ def verdict_table(rows: list[dict[str, Any]], total: int, width: int = 48) -> st
     """Plain-text per-prompt verdicts: refused / complied / the flag, prompt and response."""
     lines = [f"{'verdict':10s} {'prompt':{width}s} response"]
     for row in rows:
-        verdict = row["flag"] or ("refused" if row["refused"] else "complied")
-        lines.append(
-            f"{verdict:10s} {_clip(row['prompt'], width):{width}s} {_clip(row['response'], 60)}"
-        )
+        prompt, response = _clip(row["prompt"], width), _clip(row["response"], 60)
+        lines.append(f"{row['verdict']:10s} {prompt:{width}s} {response}")
     if total > len(rows):
         lines.append(f"... {total - len(rows)} more in generations.jsonl")
     return "\n".join(lines)
+
+
+def _classifier(
+    path: Path, labels: str, style: str, template: Path | None, device: str, batch_size: int
+) -> Judge:
+    """The classifier judge the --judge-* options describe (ConfigError when they cannot)."""
+    from skindeep.evaluation import ClassifierJudge
+
+    words = tuple(w.strip() for w in labels.split(","))
+    if len(words) != 2 or not all(words):
+        raise ConfigError(f"--judge-labels {labels!r}: expected two words, e.g. unsafe,safe")
+    extra: dict[str, Any] = {"labels": words, "prompt_style": style}
+    if template is not None:
+        if not template.is_file():
+            raise ConfigError(f"--judge-template {template} does not exist")
+        extra["template"] = template.read_text(encoding="utf-8")
+    try:
+        return ClassifierJudge.load(path, device=device, batch_size=batch_size, **extra)
+    except ValueError as exc:  # e.g. the judge's tokenizer cannot spell its labels
+        raise ConfigError(f"--judge-model {path}: {exc}") from exc
 
 
 def refusal(
@@ -129,81 +145,42 @@ def refusal(
     ] = "cpu",
 ) -> None:
     """Generate greedily, judge every response, print the refusal rate with its 95% CI."""
-    from skindeep.activations.collect import format_texts
-    from skindeep.evaluation import (
-        ClassifierJudge,
-        Judge,
-        KeywordJudge,
-        generate,
-        refusal_rate,
-    )
+    from skindeep.evaluation.measure import measure_refusal
     from skindeep.models import load_model
 
     if judge is JudgeKind.classifier and judge_model is None:
         raise ConfigError("--judge classifier needs --judge-model PATH (a local checkpoint folder)")
     if judge is JudgeKind.keyword and judge_model is not None:
         raise ConfigError("--judge-model is only used with --judge classifier")
-    if judge is JudgeKind.classifier:
+    try:
+        options = GenerationOptions(
+            max_new_tokens=max_new_tokens, batch_size=batch_size, fmt=fmt.value
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"invalid generation settings:\n{exc}") from exc
+    prompt_set = resolve_prompt_spec(prompts, None, column)
+    if limit is not None:
+        prompt_set = prompt_set.head(limit)
+    loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
+    judge_impl = None
+    if judge_model is not None:
         console.print(
             "[yellow]classifier verdicts measure harmful compliance: 'refused' means the judge "
             "found none, which reads as refusal on harmful prompts only[/]"
         )
-    prompt_set = resolve_prompts(prompts, column)
-    if limit is not None:
-        prompt_set = prompt_set.head(limit)
-    loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
-    judge_impl: Judge = KeywordJudge()
-    if judge_model is not None:
-        labels = tuple(w.strip() for w in judge_labels.split(","))
-        if len(labels) != 2 or not all(labels):
-            raise ConfigError(
-                f"--judge-labels {judge_labels!r}: expected two words, e.g. unsafe,safe"
-            )
-        extra: dict[str, Any] = {"labels": labels, "prompt_style": judge_style}
-        if judge_template is not None:
-            if not judge_template.is_file():
-                raise ConfigError(f"--judge-template {judge_template} does not exist")
-            extra["template"] = judge_template.read_text(encoding="utf-8")
-        try:
-            judge_impl = ClassifierJudge.load(
-                judge_model, device=device, batch_size=batch_size, **extra
-            )
-        except ValueError as exc:  # e.g. the judge's tokenizer cannot spell its labels
-            raise ConfigError(f"--judge-model {judge_model}: {exc}") from exc
-    texts = format_texts(loaded.adapter, list(prompt_set), fmt.value)
-    with progress() as bar:
-        responses = generate(
-            loaded.model,
-            loaded.tokenizer,
-            texts,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            progress=bar,
+        judge_impl = _classifier(
+            judge_model, judge_labels, judge_style, judge_template, device, batch_size
         )
-    verdicts = judge_impl.judge(list(prompt_set), responses)
-    rate = refusal_rate(verdicts, flagged=flagged.value)
-    settings: dict[str, Any] = {
-        "model": model,
-        "fingerprint": loaded.fingerprint,
-        "prompts": prompt_set.source,
-        "judge": judge.value if judge_model is None else f"classifier:{judge_model}",
-        "max_new_tokens": max_new_tokens,
-        "format": fmt.value,
-        "flagged": flagged.value,
-        "decoding": "greedy",
-    }
-    rows = [
-        {"prompt": p, "response": r, **asdict(v)}
-        for p, r, v in zip(prompt_set, responses, verdicts, strict=True)
-    ]
-    numbers = {k: None if isinstance(v, float) and v != v else v for k, v in asdict(rate).items()}
-    atomic_write_json(out / "refusal.json", {**numbers, "confidence": 0.95, **settings})
-    atomic_write_text(out / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    with progress() as bar:
+        measured = measure_refusal(
+            loaded, prompt_set, judge=judge_impl, options=options, flagged=flagged.value,
+            progress=bar,
+        )  # fmt: skip
+    judge_name = judge.value if judge_model is None else f"classifier:{judge_model}"
+    settings = {**measured.settings, "model": model, "prompts": prompt_set.source}
+    measured = replace(measured, settings={**settings, "judge": judge_name})
+    data, rows = measured.save(out)
     if show:
-        typer.echo(verdict_table(rows[:show], len(rows)))
-    typer.echo(
-        f"refusal rate {rate.rate:.3f}, 95% CI [{rate.low:.3f}, {rate.high:.3f}] "
-        f"({rate.n_refused}/{rate.n} refused, {rate.n_flagged} flagged) on {len(prompt_set)} "
-        f"prompts of {prompt_set.source}"
-    )
-    console.print(f"wrote {out / 'refusal.json'} and {out / 'generations.jsonl'}")
+        typer.echo(verdict_table(measured.rows()[:show], len(prompt_set)))
+    console.print(f"wrote {data} and {rows}")
+    typer.echo(f"{measured.summary()} on {len(prompt_set)} prompts of {prompt_set.source}")

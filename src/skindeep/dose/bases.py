@@ -53,8 +53,9 @@ class NamedBasis:
 def named_basis(name: str, matrix: Any, source: str, layer: int | None = None) -> NamedBasis:
     """Orthonormalise [d] or [d, k] directions in order (Gram-Schmidt keeps column 1's span).
 
-    >>> named_basis("x", np.array([[3.0, 1.0], [0.0, 2.0]]), "example").basis.round(3).tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
+    >>> b = named_basis("x", np.array([[3.0, 1.0], [0.0, 2.0]]), "example")
+    >>> b.k_max, np.allclose(b.basis.T @ b.basis, np.eye(2)), np.abs(b.basis[:, 0]).tolist()
+    (2, True, [1.0, 0.0])
     """
     try:
         q = orthonormal_basis(matrix).numpy()

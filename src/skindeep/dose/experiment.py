@@ -118,6 +118,15 @@ def ablate(
 
     With `out`, selection.json is written there as soon as the selection ends (before a
     failure); call `.save(out)` on the result for dose.json and dose.png.
+
+    >>> find = organism_prompts(True, "train", n=32), organism_prompts(False, "train", n=32)
+    >>> held = organism_prompts(True, "heldout", n=8), organism_prompts(False, "heldout", n=8)
+    >>> run = ablate(micro_dpo, *find, *held, AblateConfig(ablation="affine", max_new_tokens=8))
+    >>> run.dose.curves[0].name, run.selection.best.passed, run.dose.ablation
+    ('arditi', True, 'affine')
+    >>> test = run.dose.causal_test("arditi")  # degenerate outputs count against it
+    >>> test.total, test.kl is not None
+    (8, True)
     """
     from skindeep.models import load_model
 
@@ -159,9 +168,7 @@ def ablate(
     )
     ablation = _ablation_form(cfg, lm, found, sets["harmless"])
     result = dose_response(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        lm,
         found,
         list(sets["eval_harmful"]),
         list(sets["eval_harmless"]),

@@ -59,11 +59,8 @@ def select_basis(spec: str, req: BasisRequest) -> NamedBasis:
     val = req.val_fraction
     h_train, h_val = split_prompts(req.harmful, (1 - val, val), req.seed)
     l_train, l_val = split_prompts(req.harmless, (1 - val, val), req.seed)
-    lm = req.aligned
     selection = select_direction(
-        lm.model,
-        lm.tokenizer,
-        lm.adapter,
+        req.aligned,
         h_train,
         l_train,
         h_val,

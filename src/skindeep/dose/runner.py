@@ -31,7 +31,6 @@ from skindeep.evaluation.logits import (
 )
 from skindeep.evaluation.rates import OutcomeCounts, refusal_rate
 from skindeep.interventions import Ablation, AblationMode, Projection, ablate, random_nulls
-from skindeep.models.adapter import ModelAdapter
 from skindeep.models.loading import LoadedModel
 
 
@@ -69,16 +68,15 @@ def _measure(
 
 
 def dose_response(
-    model: Any,
-    tokenizer: Any,
-    adapter: ModelAdapter,
+    lm: LoadedModel,
     bases: Sequence[NamedBasis],
     harmful: Sequence[str],
     harmless: Sequence[str] | None = None,
     options: DoseOptions | None = None,
+    *,
+    ablation: Ablation | None = None,
     judge: Judge | None = None,
     progress: ProgressLike = None,
-    ablation: Ablation | None = None,
 ) -> DoseResponse:
     """Refusal against k for every basis and for `n_random` random nulls of each k.
 
@@ -87,8 +85,18 @@ def dose_response(
     `Projection()` by default; with `Affine(reference)` (the mean harmless activations at the
     hooked site, see `harmless_reference`) bases and random nulls are ablated against the same
     reference.
+
+    >>> import numpy as np
+    >>> harmful = organism_prompts(True, "heldout", n=8)
+    >>> harmless = organism_prompts(False, "heldout", n=8)
+    >>> basis = named_basis("random", np.eye(micro_dpo.adapter.hidden_size)[:, :2], "e1, e2")
+    >>> opts = DoseOptions(ks=(1, 2), max_new_tokens=8)
+    >>> res = dose_response(micro_dpo, [basis], harmful, harmless, opts)
+    >>> [p.k for p in res.curve("random").points], res.baseline.counts.total
+    ([1, 2], 8)
     """
     opts = options or DoseOptions()
+    model, tokenizer, adapter = lm.model, lm.tokenizer, lm.adapter
     ablation = ablation or Projection()
     if not harmful:
         raise BasisError("dose-response needs at least one harmful prompt")

@@ -1,46 +1,43 @@
-"""Measuring refusal: greedy generation, judges, rates with Wilson intervals, logit scores, KL."""
+"""Measuring refusal: greedy generation, judges, rates with Wilson intervals, logit scores, KL.
 
-from skindeep.evaluation.generation import (
-    GenerationOptions,
-    format_prompts,
-    generate,
-    generate_responses,
-    generate_token_ids,
-)
-from skindeep.evaluation.judges import (
-    REFUSAL_KEYWORDS,
-    ClassifierJudge,
-    Judge,
-    KeywordJudge,
-    Verdict,
-    output_flag,
-)
-from skindeep.evaluation.logits import (
-    kl_divergence,
-    next_token_logprobs,
-    refusal_score,
-    refusal_tokens,
-)
-from skindeep.evaluation.rates import OutcomeCounts, RefusalRate, refusal_rate, wilson_interval
+Names load lazily, so the torch-free parts (options, rates) import without torch.
+"""
 
-__all__ = [
-    "REFUSAL_KEYWORDS",
-    "ClassifierJudge",
-    "GenerationOptions",
-    "Judge",
-    "KeywordJudge",
-    "OutcomeCounts",
-    "RefusalRate",
-    "Verdict",
-    "format_prompts",
-    "generate",
-    "generate_responses",
-    "generate_token_ids",
-    "kl_divergence",
-    "next_token_logprobs",
-    "output_flag",
-    "refusal_rate",
-    "refusal_score",
-    "refusal_tokens",
-    "wilson_interval",
-]
+from skindeep._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(
+        [
+            "format_prompts",
+            "generate",
+            "generate_responses",
+            "generate_token_ids",
+        ],
+        ".generation",
+    ),
+    **dict.fromkeys(
+        [
+            "REFUSAL_KEYWORDS",
+            "ClassifierJudge",
+            "Judge",
+            "KeywordJudge",
+            "Verdict",
+            "output_flag",
+        ],
+        ".judges",
+    ),
+    **dict.fromkeys(
+        [
+            "kl_divergence",
+            "next_token_logprobs",
+            "refusal_log_odds",
+            "refusal_score",
+            "refusal_tokens",
+        ],
+        ".logits",
+    ),
+    **dict.fromkeys(["NoDenominatorError", "RefusalMeasurement", "measure_refusal"], ".measure"),
+    "GenerationOptions": ".options",
+    **dict.fromkeys(["OutcomeCounts", "RefusalRate", "refusal_rate", "wilson_interval"], ".rates"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from rich.progress import Progress
 
+from skindeep.evaluation.options import GenerationOptions
+
 PromptFormat = Literal["chat", "raw"]
 #: A progress sink: a callable given the number of prompts done so far, or a rich Progress.
 ProgressLike = Callable[[int], None] | Progress | None
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Options of a refusal-evaluation generation run (greedy decoding is fixed, not an option)."""
-
-    max_new_tokens: int = 64
-    """Generated tokens per prompt at most; SPEC's ablation protocol uses 100."""
-    batch_size: int = 16
-    """Prompts per forward batch; batches are length-sorted, so padding stays small."""
-    fmt: PromptFormat = "chat"
-    """`chat` wraps each prompt in the tokenizer's chat template; `raw` feeds it as is."""
 
 
 def format_prompts(tokenizer: Any, prompts: Sequence[str], fmt: PromptFormat = "chat") -> list[str]:

@@ -28,6 +28,7 @@ from skindeep.evaluation.generation import ProgressLike, progress_callback
 from skindeep.evaluation.logits import next_token_logprobs, refusal_score, refusal_tokens
 from skindeep.interventions.ablation import ablation_form
 from skindeep.models.adapter import ModelAdapter
+from skindeep.models.loading import LoadedModel
 from skindeep.prompts import check_pair
 from skindeep.selection.candidates import mean_differences
 from skindeep.selection.options import SelectionOptions, filter_reasons, steering_cutoff
@@ -99,9 +100,7 @@ def _score_candidates(
 
 
 def select_direction(
-    model: Any,
-    tokenizer: Any,
-    adapter: ModelAdapter,
+    lm: LoadedModel,
     harmful_train: Sequence[str],
     harmless_train: Sequence[str],
     harmful_val: Sequence[str],
@@ -111,11 +110,20 @@ def select_direction(
 ) -> DirectionSelection:
     """Score every (layer, post-instruction position) candidate and pick Arditi's direction.
 
-    Prompts are plain texts, formatted with the chat template (or skindeep's fallback). The
-    result keeps every candidate's scores; `.best`/`.direction` raise SelectionError when no
-    candidate passed the filters.
+    Prompts are plain texts, formatted with the chat template (or skindeep's fallback); the
+    validation prompts must be disjoint from the training ones. The result keeps every
+    candidate's scores; `.best`/`.direction` raise SelectionError when no candidate passed.
+
+    >>> h = organism_prompts(True, "train", n=24).prompts
+    >>> l = organism_prompts(False, "train", n=24).prompts
+    >>> sel = select_direction(micro_dpo, h[:16], l[:16], h[16:], l[16:])
+    >>> sel.direction.shape == (micro_dpo.adapter.hidden_size,)
+    True
+    >>> sel.best.kl <= SelectionOptions().kl_threshold
+    True
     """
     opts = options or SelectionOptions()
+    model, tokenizer, adapter = lm.model, lm.tokenizer, lm.adapter
     _check_sets(harmful_train, harmless_train, harmful_val, harmless_val)
     diffs, harmless_means, offsets = mean_differences(
         model, tokenizer, adapter, harmful_train, harmless_train, opts.batch_size, progress
