@@ -130,9 +130,8 @@ def _ablation(models: _Models, config: StudyConfig, folder: Path) -> dict:
         ablation=config.ablation_form, steering_threshold=config.steering_threshold
     )
     sel = select_direction(
-        lm.model, lm.tokenizer, lm.adapter, list(harmful[0]), list(harmless[0]),
-        list(harmful[1]), list(harmless[1]), opts,
-    )  # fmt: skip
+        lm, list(harmful[0]), list(harmless[0]), list(harmful[1]), list(harmless[1]), opts
+    )
     try:
         best = sel.best
     except SelectionError as exc:
