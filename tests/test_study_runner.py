@@ -71,6 +71,19 @@ def test_study_json_has_every_model_and_figure(micro_study, micro_zoo):
         num = sum(float(((a[k].astype(np.float64) - b[k]) ** 2).sum()) for k in a if k in b)
         den = sum(float((b[k].astype(np.float64) ** 2).sum()) for k in a if k in b)
         assert m.baselines["weight_change"] == pytest.approx(math.sqrt(num / den), rel=1e-6)
+    # the sweep: every free choice, both formats (raw collected anew), each over the 3 models
+    settings = {(r.setting, r.value) for r in result.sweep}
+    assert {
+        ("default", "-"),
+        ("k", "2"),
+        ("weighting", "uniform"),
+        ("eps", "0.05"),
+        ("alpha", "10"),
+        ("n_prompts", "16"),
+        ("fmt", "chat"),
+        ("fmt", "raw"),
+    } <= settings
+    assert all(r.n_models == 3 for r in result.sweep)
     # three models are below the statistics' minimum: every rho is undefined, never NaN
     assert result.stats and all(r.rho is None for r in result.stats)
     assert "could not be correlated" in result.headline

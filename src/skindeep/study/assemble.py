@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from skindeep.study.config import BASELINES, PREDICTORS, TARGETS, StudyConfig
-from skindeep.study.correlation import Undefined, holm
+from skindeep.study.correlation import Undefined, bootstrap_ci, holm, permutation_p, spearman
 from skindeep.study.fragility import noise_ceiling, summarise_curves
 from skindeep.study.pipeline import ModelJob
 from skindeep.study.result import (
@@ -27,6 +27,7 @@ from skindeep.study.result import (
     PredictorStats,
     RefusalCurve,
     SummaryValue,
+    SweepRow,
 )
 from skindeep.study.statistics import analyse
 
@@ -207,3 +208,36 @@ def cross_model(
             oos += o
     ceilings = {t: _ceiling(included, t) for t in TARGETS}
     return stats, oos, ceilings
+
+
+def sweep_rows(
+    models: list[ModelEntry], points: dict[str, list[dict]], config: StudyConfig
+) -> list[SweepRow]:
+    """rho of each swept GFS against the primary target, over the included models."""
+    target = config.primary_target
+    included = {m.name: m for m in models if m.excluded is None and m.name in points}
+    cells: dict[tuple[str, str, str], dict[str, float]] = {}
+    for name, pts in points.items():
+        if name not in included:
+            continue
+        for pt in pts:
+            if pt["gfs"] is not None and math.isfinite(pt["gfs"]):
+                cells.setdefault((pt["setting"], pt["value"], pt["predictor"]), {})[name] = pt[
+                    "gfs"
+                ]
+    rows = []
+    for (setting, value, predictor), by_model in cells.items():
+        names = [n for n in by_model if target in included[n].fragility
+                 and included[n].fragility[target].mean is not None]  # fmt: skip
+        x = [by_model[n] for n in names]
+        y = [included[n].fragility[target].mean for n in names]
+        rho = ci = p = None
+        if len(names) >= 3:
+            rho = _value(spearman(x, y))
+            ci = _value(bootstrap_ci(x, y, n_resamples=config.stats.n_resamples,
+                                     seed=config.stats.seed))  # fmt: skip
+            p = _value(permutation_p(x, y, n_permutations=config.stats.n_permutations,
+                                     seed=config.stats.seed))  # fmt: skip
+        rows.append(SweepRow(setting=setting, value=value, predictor=predictor, rho=rho, ci=ci,
+                             p_perm=p, n_models=len(names)))  # fmt: skip
+    return rows

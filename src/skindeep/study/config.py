@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from skindeep.errors import ConfigError
 from skindeep.finetune.tracking import TrackingConfig
 from skindeep.scores.config import AuditConfig
+from skindeep.study.sweep import SweepOptions
 
 #: Study configs shipped with the package (src/skindeep/study/configs/NAME.toml).
 PACKAGED_STUDIES: tuple[str, ...] = ("demo", "study", "micro")
@@ -95,23 +96,6 @@ class StepsConfig(BaseModel):
     """Benign fine-tuning with refusal tracked at checkpoints (the ground truth)."""
 
 
-class SweepConfig(BaseModel):
-    """The robustness grid, recomputed from cached activations (no new forward passes)."""
-
-    model_config = _CONFIG
-
-    k: tuple[int, ...] = (1, 2, 4, 8)
-    """Safety-subspace ranks."""
-    alpha: tuple[float, ...] = (10.0, 100.0, 1000.0)
-    """cPCA contrast weights of the paper variant."""
-    eps: tuple[float, ...] = (0.01, 0.05, 0.1)
-    """Energy tolerances of the rank rule."""
-    weighting: tuple[Literal["code", "paper", "uniform"], ...] = ("code", "paper", "uniform")
-    """Layer weightings of GFS."""
-    n_prompts: tuple[int, ...] = (16, 32, 64)
-    """Prompts per class (subsets of the audit prompts)."""
-
-
 class StatsConfig(BaseModel):
     """Resampling settings of the cross-model statistics."""
 
@@ -152,8 +136,10 @@ class StudyConfig(BaseModel):
     """The fragility summary fixed as the target before the run."""
     primary_predictor: str = "gfs_code"
     """The predictor the headline is about."""
-    sweep: SweepConfig | None = None
-    """Robustness grid (None: no sweep)."""
+    sweep: SweepOptions | None = None
+    """Robustness grid, recomputed from the audit's cached activations (None: no sweep)."""
+    sweep_formats: bool = True
+    """Also collect the other prompt format (raw vs chat) for the sweep: new forward passes."""
     stats: StatsConfig = Field(default_factory=StatsConfig)
     """Resampling settings."""
     device: str = "cpu"

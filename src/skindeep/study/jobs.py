@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from skindeep.errors import ConfigError
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo
 from skindeep.study.config import StudyConfig
@@ -31,6 +32,15 @@ def model_jobs(
     jobs: list[ModelJob] = []
     for ref in config.zoo:
         spec = load_zoo_spec(ref.name, seed=ref.seed)
+        if ref.only:  # build only the named organisms and their bases
+            unknown = sorted(set(ref.only) - {a.name for a in spec.aligned})
+            if unknown:
+                raise ConfigError(f"zoo {ref.name!r} has no aligned organism {', '.join(unknown)}")
+            kept = [a for a in spec.aligned if a.name in ref.only]
+            needed = {a.base for a in kept}
+            spec = spec.model_copy(
+                update={"aligned": kept, "bases": [b for b in spec.bases if b.name in needed]}
+            )
         organisms = build_zoo(spec, report=report, workers=workers)
         bases = {b.name: b for b in spec.bases}
         for a in spec.aligned:
@@ -62,7 +72,5 @@ def model_jobs(
     names = [j.name for j in jobs]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        from skindeep.errors import ConfigError
-
         raise ConfigError(f"study models must have distinct names; repeated: {', '.join(dupes)}")
     return jobs

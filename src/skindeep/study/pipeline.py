@@ -29,7 +29,9 @@ from skindeep.prompts import resolve_prompt_spec, split_prompts
 from skindeep.study.config import StudyConfig
 
 #: Bump a step's version when its record changes for the same inputs (the others stay cached).
-VERSIONS: dict[str, str] = {"info": "1", "audit": "2", "ablation": "1", "retention": "1"}
+VERSIONS: dict[str, str] = {
+    "info": "1", "audit": "2", "ablation": "1", "retention": "1", "sweep": "1",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def _weight_change(aligned: Any, base: Any) -> float:
     return math.sqrt(num / den) if den > 0 else math.nan
 
 
-def _info(models: _Models, config: StudyConfig, folder: Path) -> dict:
+def _info(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     aligned, base = models.get("aligned"), models.get("base")
     params = sum(p.numel() for p in aligned.model.parameters())
     return {
@@ -95,7 +97,7 @@ def _info(models: _Models, config: StudyConfig, folder: Path) -> dict:
     }
 
 
-def _audit(models: _Models, config: StudyConfig, folder: Path) -> dict:
+def _audit(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     from skindeep.scores import audit_pair
 
     p = config.prompts
@@ -119,7 +121,7 @@ def _audit(models: _Models, config: StudyConfig, folder: Path) -> dict:
     }
 
 
-def _ablation(models: _Models, config: StudyConfig, folder: Path) -> dict:
+def _ablation(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     from skindeep.selection import SelectionError, SelectionOptions, select_direction
 
     p = config.prompts
@@ -146,7 +148,7 @@ def _ablation(models: _Models, config: StudyConfig, folder: Path) -> dict:
     }
 
 
-def _retention(models: _Models, config: StudyConfig, folder: Path) -> dict:
+def _retention(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     """Tracked benign fine-tuning; `folder` holds the start and one file per seed."""
     p = config.prompts
     benign = organism_pairs() if p.benign == "organism" else load_pairs(p.benign)
@@ -163,9 +165,40 @@ def _retention(models: _Models, config: StudyConfig, folder: Path) -> dict:
     }
 
 
-#: Each step: (models, config, its own folder for side files) -> its JSON record.
-STEPS: dict[str, Callable[[_Models, StudyConfig, Path], dict]] = {
+def _sweep(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
+    """GFS under each free choice, from the audit's cached activations (stats' `sweep_pair`);
+    with `sweep_formats`, the other prompt format is collected (new forward passes)."""
+    from skindeep.activations import ActivationStore
+    from skindeep.scores.audit import collect_pair
+    from skindeep.study.sweep import convention_points, store_arrays, sweep_pair
+
+    audit = done.get("audit") or {}
+    if "stores" not in audit:
+        raise SkindeepError("the sweep needs the audit step (steps.audit = true)")
+    opts = config.sweep
+    assert opts is not None
+    arrays = store_arrays(ActivationStore(audit["stores"]["aligned"]),
+                          ActivationStore(audit["stores"]["base"]))  # fmt: skip
+    points = sweep_pair(*arrays, opts)
+    fmt = config.audit.fmt
+    points += convention_points("fmt", fmt, *arrays, opts)
+    if config.sweep_formats:
+        other = "raw" if fmt == "chat" else "chat"
+        p = config.prompts
+        stores = collect_pair(
+            models.get("aligned"), models.get("base"),
+            resolve_prompt_spec(p.audit_harmful, harmful=True),
+            resolve_prompt_spec(p.audit_harmless, harmful=False),
+            config.audit.model_copy(update={"fmt": other}),
+        )  # fmt: skip
+        points += convention_points("fmt", other, *store_arrays(stores.aligned, stores.base), opts)
+    return {"points": [asdict(pt) for pt in points]}
+
+
+#: Each step: (models, config, its own folder for side files, earlier records) -> its record.
+STEPS: dict[str, Callable[[_Models, StudyConfig, Path, dict], dict]] = {
     "info": _info, "audit": _audit, "ablation": _ablation, "retention": _retention,
+    "sweep": _sweep,
 }  # fmt: skip
 
 
@@ -178,6 +211,10 @@ def _step_settings(name: str, config: StudyConfig) -> Any:
     if name == "ablation":
         return [config.ablation_form, config.steering_threshold, p.direction_harmful,
                 p.direction_harmless]  # fmt: skip
+    if name == "sweep":
+        assert config.sweep is not None
+        return [_step_settings("audit", config), config.sweep.model_dump(mode="json"),
+                config.sweep_formats]  # fmt: skip
     if name == "retention":
         t = config.tracking.model_dump(mode="json")
         t.pop("seeds")  # seeds are files inside the step folder: adding one reuses the others
@@ -200,6 +237,8 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
     out: dict[str, Any] = {"seconds": {}, "folder": str(folder)}
     enabled = ["info"] + [s for s in ("audit", "ablation", "retention")
                           if getattr(config.steps, s)]  # fmt: skip
+    if config.sweep is not None and config.steps.audit:
+        enabled.append("sweep")
     for name in enabled:
         key = content_hash([VERSIONS[name], name, torch.__version__.split("+")[0],
                             _step_settings(name, config)])  # fmt: skip
@@ -210,7 +249,7 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
             out["seconds"][name] = out[name].get("seconds", 0.0)
             continue
         try:
-            record = STEPS[name](models, config, folder / f"{name}-{key}")
+            record = STEPS[name](models, config, folder / f"{name}-{key}", out)
         except SkindeepError as exc:
             record = {"error": str(exc)}  # recorded, not cached: a rerun tries again
             out[name] = record

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from skindeep.cache import atomic_write_text, content_hash
-from skindeep.study.assemble import cross_model, model_entry
+from skindeep.study.assemble import cross_model, model_entry, sweep_rows
 from skindeep.study.config import StudyConfig
 from skindeep.study.executors import Executor, run_local, run_ray
 from skindeep.study.jobs import model_jobs
@@ -119,6 +119,9 @@ def run_study(
     by_name = {j.name: r for j, r in zip(todo, records, strict=True)}
     models = [model_entry(j, by_name.get(j.name)) for j in jobs]
     stats, oos, ceilings = cross_model(models, config)
+    points = {j.name: r["sweep"]["points"] for j, r in zip(todo, records, strict=True)
+              if "points" in (r.get("sweep") or {})}  # fmt: skip
+    sweep = sweep_rows(models, points, config) if config.sweep is not None else []
     settings = StudySettings(
         config=config.model_dump(mode="json"),
         config_hash=content_hash(config.model_dump(mode="json")),
@@ -132,7 +135,7 @@ def run_study(
     )
     result = StudyResult(
         settings=settings, models=models, stats=stats, noise_ceiling=ceilings,
-        out_of_sample=oos,
+        out_of_sample=oos, sweep=sweep,
     )  # fmt: skip
     result = result.model_copy(update={"headline": headline(result)})
     out = Path(out)
