@@ -97,6 +97,11 @@ def test_study_report(study_dir, tmp_path) -> None:
     seeds = pq.read_table(folder / "tables" / "fragility_per_seed.parquet").to_pydict()
     assert len(seeds["value"]) == 3 * len(result.models)
     assert verdict(result).headline in html
+    prof = pq.read_table(folder / "tables" / "layer_profiles.parquet").to_pydict()
+    assert sorted(set(prof["model"])) == sorted(m.name for m in result.models)
+    audit = json.loads((study_dir / "models" / result.models[1].name / "audit.json").read_text())
+    m1 = [i for i, name in enumerate(prof["model"]) if name == result.models[1].name]
+    assert [prof["c"][i] for i in m1] == pytest.approx(audit["gfs"]["code"]["c"])
     assert json.loads(files.json.read_text())["numbers"]["verdict"] == verdict(result).headline
 
 

@@ -54,7 +54,7 @@ def build_document(folder: Path) -> Document:
     if kind == "study":
         from pydantic import ValidationError
 
-        from skindeep.report.study_report import study_document
+        from skindeep.report.study import study_document
         from skindeep.study.result import StudyResult
 
         try:

@@ -1,21 +1,20 @@
 """The study report: headline and verdict, the ranking of every model, the scatter, per-layer
 profiles, dose-response, refusal during fine-tuning, the robustness sweep, method and software.
 
-Everything comes from study.json (`StudyResult`); per-layer profiles and dose-response curves
-come from the audit.json and dose.json files the study wrote for each model under its folder.
+Everything comes from study.json (`StudyResult`), except per-layer profiles and dose-response
+curves: those come from the audit.json and dose.json files the study leaves in a folder named
+after each model under its own folder (models/NAME/).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from skindeep.report.document import Document, Plot, Section, Table, Text
 from skindeep.report.figures import (
     ARCH_LINES,
     RECIPE_COLORS,
-    LayerProfile,
     palette,
     profiles_figure,
 )
@@ -25,124 +24,17 @@ from skindeep.report.study_figures import (
     heatmap_figure,
     scatter_figure,
 )
+from skindeep.report.study_tables import (
+    long_tables,
+    model_files,
+    model_profiles,
+    ordered,
+    ranking_rows,
+    rho_matrix,
+    stats_rows,
+)
 from skindeep.report.verdict import verdict
 from skindeep.study.result import ModelEntry, PredictorStats, StudyResult
-
-
-def _ordered(result: StudyResult, attr: str) -> list[str]:
-    """Names of predictors, baselines or fragility summaries, in first-seen order."""
-    return list(dict.fromkeys(k for m in result.models for k in getattr(m, attr)))
-
-
-def stats_rows(result: StudyResult, target: str) -> list[dict[str, Any]]:
-    """Every predictor and baseline against `target`: rho, CI, p-values, leave-out ranges."""
-    partial_names = _ordered(result, "baselines")
-    rows = []
-    for r in (r for r in result.stats if r.target == target):
-        row = {
-            "predictor": r.predictor,
-            "kind": r.kind,
-            "n": r.n_models,
-            "rho": r.rho,
-            "ci_low": r.ci[0] if r.ci else None,
-            "ci_high": r.ci[1] if r.ci else None,
-            "p_perm": r.p_perm,
-            "p_holm": r.p_holm,
-            "loo_min": r.loo[0] if r.loo else None,
-            "loo_max": r.loo[1] if r.loo else None,
-            "loo_recipe": list(r.loo_recipe) if r.loo_recipe else None,
-            "loo_arch": list(r.loo_arch) if r.loo_arch else None,
-        }
-        row |= {f"partial|{b}": r.partial.get(b) for b in partial_names}
-        rows.append(row)
-    return rows
-
-
-def ranking_rows(result: StudyResult) -> list[dict[str, Any]]:
-    """One row per model, sorted by the primary predictor (highest first), excluded last."""
-    s = result.settings
-    preds, bases, summaries = (
-        _ordered(result, a) for a in ("predictors", "baselines", "fragility")
-    )
-
-    def key(m: ModelEntry) -> tuple[bool, float]:
-        v = m.predictors.get(s.primary_predictor)
-        return (m.excluded is not None, -(v if v is not None else float("-inf")))
-
-    rows = []
-    for i, m in enumerate(sorted(result.models, key=key), start=1):
-        row: dict[str, Any] = {
-            "rank": i if m.excluded is None else None,
-            "model": m.name,
-            "recipe": m.recipe,
-            "scope": m.scope,
-            "arch": m.architecture,
-            "size": m.size,
-            "params": m.params,
-        }
-        row |= {p: m.predictors.get(p) for p in preds} | {b: m.baselines.get(b) for b in bases}
-        for name in summaries:
-            v = m.fragility.get(name)
-            row[f"{name} mean"] = v.mean if v else None
-            row[f"{name} sd"] = v.sd if v else None
-            if name == s.primary_target and v:
-                row[f"{name} per seed"] = " / ".join(
-                    "-" if x is None else f"{x:.3g}" for x in v.per_seed.values()
-                )
-        row["included"] = m.excluded or "yes"
-        rows.append(row)
-    return rows
-
-
-def _long_tables(result: StudyResult) -> list[Table]:
-    """Per-seed fragility and every curve point, as data tables (files only)."""
-    seeds = [
-        {"model": m.name, "summary": name, "seed": seed, "value": value}
-        for m in result.models
-        for name, v in m.fragility.items()
-        for seed, value in v.per_seed.items()
-    ]
-    points = [
-        {"model": m.name, "seed": c.seed, "step": step, "score": score,
-         "prob": c.prob[i] if i < len(c.prob) else None}
-        for m in result.models
-        for c in m.curves
-        for i, (step, score) in enumerate(zip(c.steps, c.score, strict=True))
-    ]  # fmt: skip
-    return [
-        Table(
-            "fragility_per_seed", ("model", "summary", "seed", "value"), tuple(seeds), show=False
-        ),
-        Table(
-            "refusal_curves", ("model", "seed", "step", "score", "prob"), tuple(points), show=False
-        ),
-    ]
-
-
-def model_files(
-    folder: Path, models: list[ModelEntry], filename: str
-) -> list[tuple[ModelEntry, dict]]:
-    """(model, JSON) for each model with a `filename` in a folder named after it under `folder`.
-
-    A file belongs to a model when a folder on its path (relative to `folder`) is the model's
-    name, or, for audit.json, when its aligned source is the model's checkpoint.
-    """
-    found: dict[str, dict] = {}
-    for path in sorted(folder.rglob(filename)):
-        parts = set(path.relative_to(folder).parts[:-1])
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        source = (
-            data.get("models", {}).get("aligned", {}).get("source")
-            if filename == "audit.json"
-            else None
-        )
-        for m in models:
-            if m.name in parts or (source and m.aligned and Path(source) == Path(m.aligned)):
-                found.setdefault(m.name, data)
-    return [(m, found[m.name]) for m in models if m.name in found]
 
 
 def _rho_text(row: PredictorStats | None) -> str:
@@ -186,21 +78,36 @@ def headline_section(result: StudyResult) -> Section:
     return sec
 
 
-def _profile_plot(folder: Path, models: list[ModelEntry], variant: str) -> Plot | Text:
-    audits = model_files(folder, models, "audit.json")
-    audits = [(m, a) for m, a in audits if variant in a.get("gfs", {})]
-    if not audits:
-        return Text(f"No per-model audit.json under {folder}: no layer profiles to draw.", "note")
-    colors = palette([m.recipe for m, _ in audits], RECIPE_COLORS)
-    lines = palette([m.architecture for m, _ in audits], ARCH_LINES)
-    profiles = [LayerProfile.from_audit(a, variant, m.name) for m, a in audits]
-    styles = [{"color": colors[m.recipe], "ls": lines[m.architecture], "ms": 0} for m, _ in audits]
-    return Plot.from_figure(
-        "layer_profiles",
-        profiles_figure(profiles, styles, relative=True),
-        f"Per-layer GFS terms ({variant} variant) of every model over relative "
-        "depth; colour: recipe, line style: architecture.",
-    )
+def _profile_blocks(folder: Path, models: list[ModelEntry]) -> list[Plot | Table | Text]:
+    pairs = model_profiles(folder, models)
+    if not pairs:
+        return [
+            Text(
+                "No models/NAME/audit.json under the study folder: no layer profiles to draw.",
+                "note",
+            )
+        ]
+    colors = palette([m.recipe for m, _ in pairs], RECIPE_COLORS)
+    lines = palette([m.architecture for m, _ in pairs], ARCH_LINES)
+    styles = [{"color": colors[m.recipe], "ls": lines[m.architecture], "ms": 0} for m, _ in pairs]
+    rows = [
+        {"model": m.name, "layer": layer, "d": p.d[i], "c": p.c[i],
+         "contribution": p.contribution[i]}
+        for m, p in pairs
+        for i, layer in enumerate(p.layers)
+    ]  # fmt: skip
+    missing = [m.name for m in models if m.name not in {x.name for x, _ in pairs}]
+    note = [Text(f"No per-layer terms for: {', '.join(missing)}.", "note")] if missing else []
+    return [
+        Plot.from_figure(
+            "layer_profiles",
+            profiles_figure([p for _, p in pairs], styles, relative=True),
+            "Per-layer GFS terms (code variant) of every model over relative depth; colour: "
+            "recipe, line style: architecture. Missing points: layers alignment left unchanged.",
+        ),
+        *note,
+        Table("layer_profiles", tuple(rows[0]), tuple(rows), show=False),
+    ]
 
 
 def study_document(result: StudyResult, folder: Path) -> Document:
@@ -237,17 +144,19 @@ def study_document(result: StudyResult, folder: Path) -> Document:
         )
     )
     sec = doc.section("Every predictor and baseline")
-    for target in _ordered(result, "fragility"):
+    targets = ordered(result, "fragility")
+    others = [t for t in targets if t != s.primary_target]
+    for target in [s.primary_target, *others]:
         rows = stats_rows(result, target)
         if rows:
-            sec.add(
-                Table(
-                    f"stats_{target}",
-                    tuple(rows[0]),
-                    tuple(rows),
-                    f"against {target}" + (" (primary)" if target == s.primary_target else ""),
-                )
-            )
+            primary = target == s.primary_target
+            caption = f"against {target}" + (" (primary target)" if primary else "")
+            sec.add(Table(f"stats_{target}", tuple(rows[0]), tuple(rows), caption, show=primary))
+    by_target = rho_matrix(result, others)
+    if by_target:
+        sec.add(Table("rho_other_targets", ("predictor", "kind", *others), tuple(by_target),
+                      "Spearman rho against the other fragility summaries (their full statistics "
+                      "are in tables/stats_TARGET.parquet)"))  # fmt: skip
     nc = [n.model_dump() for n in result.noise_ceiling.values()]
     if nc:
         sec.add(Table("noise_ceiling", tuple(nc[0]), tuple(nc), "split-seed reliability"))
@@ -274,9 +183,9 @@ def study_document(result: StudyResult, folder: Path) -> Document:
             tuple(rows),
             f"every model, ranked by {s.primary_predictor}",
         ),
-        *_long_tables(result),
+        *long_tables(result),
     )
-    doc.section("Per-layer profiles").add(_profile_plot(folder, result.models, "code"))
+    doc.section("Per-layer profiles").add(*_profile_blocks(folder, result.models))
     doses = [(m.name, d) for m, d in model_files(folder, result.models, "dose.json")]
     dose_sec = doc.section("Ablation dose-response")
     if doses:
@@ -334,3 +243,14 @@ def study_document(result: StudyResult, folder: Path) -> Document:
         Text(json.dumps(s.config, indent=2, sort_keys=True), "code"),
     )
     return doc
+
+
+def render_study(result: StudyResult, out: Path) -> tuple[Path, ...]:
+    """Write the study report into `out` (beside study.json); return the files written.
+
+    Per-model audit.json and dose.json files under `out` feed the profile and dose figures.
+    """
+    from skindeep.report.write import write_report
+
+    files = write_report(study_document(result, Path(out)), Path(out))
+    return (files.html, files.markdown, files.json, *files.tables, *files.figures)
