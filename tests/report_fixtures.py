@@ -13,7 +13,7 @@ from scipy import stats
 from skindeep.cache import atomic_write_json
 from skindeep.dose import DoseCurve, DoseOptions, DosePoint, DoseResponse, NullBand
 from skindeep.evaluation.judges import Verdict
-from skindeep.evaluation.rates import refusal_rate
+from skindeep.evaluation.rates import OutcomeCounts, refusal_rate
 from skindeep.finetune.config import FinetuneConfig, RetentionConfig
 from skindeep.finetune.retention import Measurement, RetentionCell, RetentionResult
 from skindeep.report import write_audit
@@ -43,7 +43,8 @@ def dose_result(strength: float) -> DoseResponse:
     """A dose-response whose basis removes refusal faster with `strength`, with a null band."""
 
     def point(k: int, refused: int) -> DosePoint:
-        return DosePoint(k, rate(refused), score=refused / 5 - 2, kl=0.01 * k, example="x")
+        counts = OutcomeCounts(refused=refused, complied=20 - refused, degenerate=0)
+        return DosePoint(k, rate(refused), counts, score=refused / 5 - 2, kl=0.01 * k, example="x")
 
     curve = DoseCurve(
         "select", "test", 2, tuple(point(k, max(0, 20 - int(strength * k))) for k in (1, 2, 4))

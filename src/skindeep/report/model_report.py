@@ -142,11 +142,25 @@ def dose_section(dose: dict[str, Any], name: str) -> Section:
             f"Refusal on {dose.get('n_harmful', '?')} held-out harmful prompts (greedy, "
             f"{o.get('max_new_tokens', '?')} tokens) and KL on {dose.get('n_harmless', '?')} "
             f"harmless prompts with the first k directions of each basis removed "
-            f"({o.get('ablation', 'projection')} ablation, {o.get('mode', 'all_layers')}); "
+            f"({dose.get('ablation') or o.get('ablation', 'projection')} ablation, "
+            f"{o.get('mode', 'all_layers')}); "
             f"the grey band spans {o.get('n_random', '?')} random orthonormal bases of the "
             "same k. A basis matters causally where it falls outside the band."
         )
     )
+    for curve in dose.get("curves", []):
+        test = curve.get("causal_test")
+        if test:
+            verdict = "passes" if test["passed"] else "fails"
+            kl = "-" if test.get("kl") is None else f"{test['kl']:.3g}"
+            sec.add(
+                Text(
+                    f"Causal test of {curve['name']} at k = {test['k']}: it {verdict} "
+                    f"(refusal drop {test['drop']:.2f}, largest null drop "
+                    f"{test['null_drop']:.2f}, KL {kl}; {test['degenerate']} of "
+                    f"{test['total']} generations degenerate, counted as refusals)."
+                )
+            )
     rows = dose_rows(dose)
     columns = tuple(c for c in rows[-1] if c != "model")
     sec.add(Table("dose", columns, tuple(rows), "refusal against k, with the random-null band"))
