@@ -51,21 +51,45 @@ class BandCurves:
         """Refusal rate after ablating u_i alone, i = 1, 2, ..."""
         return [c.points[0].refusal.rate for c in self.alone.curves]
 
+    @property
+    def alone_scores(self) -> list[float]:
+        """Mean refusal log-odds after ablating u_i alone (continuous, breaks rate ties)."""
+        return [c.points[0].score for c in self.alone.curves]
+
     def summary(self) -> dict[str, Any]:
-        """Monotonicity of the cumulative curve and rank correlation of SVD order with effect."""
-        cum, alone = self.cumulative_rates, self.alone_rates
-        monotone = bool(all(b <= a + 1e-12 for a, b in pairwise(cum)))
-        rho = float("nan")
-        if len(alone) >= 3 and np.ptp(alone) > 0:
-            rho = float(spearmanr(np.arange(1, len(alone) + 1), alone).statistic)
+        """Monotonicity of the cumulative curve and rank correlation of SVD order with effect:
+        a negative Spearman rho would mean later directions matter less (SVD order = causal
+        order would give rates rising with i)."""
+        cum, alone, scores = self.cumulative_rates, self.alone_rates, self.alone_scores
         return {
             "band": self.band,
             "layers": list(self.layers),
             "baseline": self.cumulative.baseline.refusal.rate,
-            "cumulative_monotone": monotone,
-            "most_effective_alone": int(np.argmin(alone)) + 1 if alone else None,
-            "spearman_index_vs_rate": rho,
+            "cumulative_rates": cum,
+            "cumulative_monotone": bool(all(b <= a + 1e-12 for a, b in pairwise(cum))),
+            "alone_rates": alone,
+            "alone_scores": scores,
+            "most_effective_alone": _argmin_or_none(alone),
+            "most_effective_alone_by_score": _argmin_or_none(scores),
+            "spearman_index_vs_rate": _spearman(alone),
+            "spearman_index_vs_score": _spearman(scores),
         }
+
+
+def _argmin_or_none(values: list[float]) -> int | None:
+    """1-based index of the smallest value; None when all are equal (no direction stands out)."""
+    finite = np.asarray(values, dtype=np.float64)
+    if finite.size == 0 or not np.isfinite(finite).all() or np.ptp(finite) == 0:
+        return None
+    return int(np.argmin(finite)) + 1
+
+
+def _spearman(values: list[float]) -> float:
+    """Spearman rho of (i, value_i); NaN with fewer than 3 values or no variation."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size < 3 or not np.isfinite(arr).all() or np.ptp(arr) == 0:
+        return float("nan")
+    return float(spearmanr(np.arange(1, arr.size + 1), arr).statistic)
 
 
 @dataclass(frozen=True)
