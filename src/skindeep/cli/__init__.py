@@ -30,7 +30,7 @@ from skindeep.cli.audit import audit as audit_command
 from skindeep.cli.audit import compare_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
-from skindeep.cli.rank import rank_audit_command
+from skindeep.cli.rank import calibrate_command, rank_audit_command
 from skindeep.cli.refusal import refusal
 from skindeep.cli.report import report_command
 from skindeep.cli.retention import retention
@@ -52,6 +52,7 @@ app.command()(refusal)
 app.command("ablate")(ablate_command)
 app.command("report")(report_command)
 app.command("rank-audit")(rank_audit_command)
+app.command("calibrate")(calibrate_command)
 
 INTERRUPTED = (
     "interrupted: finished steps are kept (cached or written); run the same command again to resume"

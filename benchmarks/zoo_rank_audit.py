@@ -1,0 +1,128 @@
+"""Effective-rank audit of every aligned organism of a built zoo; one row per organism.
+
+Each aligned organism in the organisms folder (default: $SKINDEEP_CACHE/organisms; the newest
+copy per name) is audited against its recorded base on the organism language's held-out
+prompts, with the register (en/fr) and mood (question/statement) neutral contrasts. Columns:
+|cos(u_1, Arditi)| of each variant at the GFS peak layer, mean rho per variant (uncentered and
+the template's centered), the neutral contrasts' template rho, and the spectral-gap share.
+Limit (b)'s ablation is skipped unless --ablate (it generates; slow on CPU).
+
+Usage: python benchmarks/zoo_rank_audit.py [--root DIR] [--match REGEX] [--n 64] [--ablate]
+       [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+
+def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One row per aligned organism."""
+    import torch
+
+    from skindeep.models import load_model
+    from skindeep.organisms.zoo import list_organisms
+    from skindeep.prompts import organism_prompts
+    from skindeep.scores.rank_audit import organism_neutral_contrasts, rank_audit
+    from skindeep.scores.rank_config import RankAuditConfig
+    from skindeep.scores.rank_pair import rank_predictors
+
+    torch.set_num_threads(args.threads)
+    newest = {}
+    for o in sorted(list_organisms(args.root), key=lambda o: o.path.stat().st_mtime):
+        newest[o.name] = o
+    by_name = dict(sorted(newest.items()))
+    pattern = re.compile(args.match)
+    aligned = [o for o in by_name.values() if o.kind == "aligned" and pattern.search(o.name)]
+    if not aligned:
+        raise SystemExit(f"no aligned organisms matching {args.match!r} in {args.root or 'cache'}")
+    harmful = organism_prompts(True, "heldout", args.n, seed=args.seed)
+    harmless = organism_prompts(False, "heldout", args.n, seed=args.seed)
+    neutral = organism_neutral_contrasts(args.n, args.seed)
+    config = RankAuditConfig(
+        ablate=args.ablate, n_ablation_prompts=32, max_new_tokens=args.max_new_tokens,
+        seed=args.seed, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    rows = []
+    for organism in aligned:
+        base_path = Path(organism.meta["base_path"])
+        if not base_path.is_dir() and organism.meta["base"] in by_name:
+            base_path = by_name[organism.meta["base"]].path
+        start = time.perf_counter()
+        res = rank_audit(
+            load_model(organism.path), load_model(base_path), harmful, harmless, neutral, config
+        )
+        g = res.geometry
+        p = rank_predictors(g)
+        recipe = organism.meta["spec"].get("recipe", {})
+        row: dict[str, Any] = {
+            "organism": organism.name,
+            "recipe": f"{recipe.get('kind', '?')}/{recipe.get('scope', '?')}",
+            "layers": len(g.layers),
+            "d": g.d,
+            "peak_layer": g.peak_layer,
+            "cos_did_peak": p["cos_did_peak"],
+            "cos_template_peak": p["cos_template_peak"],
+            "cos_naive_peak": p["cos_naive_peak"],
+            "cos_aligned_peak": p["cos_aligned_peak"],
+            "rho_naive": p["rho_naive"],
+            "rho_template": p["rho_template"],
+            "rho_aligned": p["rho_aligned"],
+            "rho_did": p["rho_did"],
+            "rho_template_centered": p["rho_template_centered"],
+            "rho_neutral_register": p["rho_neutral_register"],
+            "rho_neutral_mood": p["rho_neutral_mood"],
+            "gap_share": p["gap_share"],
+        }
+        if res.ablation is not None:
+            for band in res.ablation.bands:
+                s = band.summary()
+                row[f"{band.band}_monotone"] = s["cumulative_monotone"]
+                row[f"{band.band}_spearman"] = s["spearman_index_vs_score"]
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        rows.append(row)
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], title: str) -> None:
+    """The rows as a rich table, and how many organisms meet |cos| >= 0.8 for M_DiD."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for key in rows[0]:
+        table.add_column(key, justify="left" if key in ("organism", "recipe") else "right")
+    for row in rows:
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
+    console = Console(width=260)
+    console.print(table)
+    met = sum(r["cos_did_peak"] >= 0.8 for r in rows)
+    console.print(f"|cos(u_1(M_DiD), Arditi)| >= 0.8 at the GFS peak: {met}/{len(rows)} organisms")
+
+
+def main() -> None:
+    """Parse arguments, audit the zoo, print (and optionally save) the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=None, help="organisms folder")
+    parser.add_argument("--match", default=".", help="regex on organism names")
+    parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")
+    parser.add_argument("--ablate", action="store_true", help="also run limit (b) (slow)")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="activation cache")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+    rows = audit_zoo(args)
+    print_table(rows, f"zoo effective-rank audit ({args.n} held-out prompts per class)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
