@@ -3,6 +3,7 @@ calibration experiment."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +17,8 @@ from skindeep.errors import ConfigError
 if TYPE_CHECKING:
     from skindeep.scores.rank_audit import RankAuditResult
 
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
+"""Tables to stdout, wide enough for every column when written to a file or CI log."""
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:

@@ -165,14 +165,13 @@ def rank_ablation(
             max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, fmt="chat",
             flagged=FLAGGED,
         )  # fmt: skip
-        model, tok, adapter = aligned.model, aligned.tokenizer, aligned.adapter
         cum = dose_response(
-            model, tok, adapter, [cumulative_basis], prompts, controls,
-            DoseOptions(ks=ks, **common), progress=progress,
+            aligned, [cumulative_basis], prompts, controls, DoseOptions(ks=ks, **common),
+            progress=progress,
         )  # fmt: skip
         alone = dose_response(
-            model, tok, adapter, singles, prompts, controls,
-            DoseOptions(ks=(1,), **common), progress=progress,
+            aligned, singles, prompts, controls, DoseOptions(ks=(1,), **common),
+            progress=progress,
         )  # fmt: skip
         curves.append(BandCurves(name, tuple(band), cum, alone))
     return RankAblation(config.ablation_matrix, layer, r_eps, r, ks, tuple(curves))
