@@ -115,6 +115,24 @@ def _study_env(cache: Path) -> dict[str, str]:
     return env
 
 
+def _children(pid: int) -> list[int]:
+    """Child process ids (Linux /proc)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        found += [int(c) for c in text.split()]
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_killed_study_resumes_with_identical_numbers(micro_study, micro_zoo, tmp_path):
     """SIGKILL mid-run, restart: finished steps are not redone, the numbers equal a clean run."""
     _, _, clean = micro_study
@@ -124,7 +142,7 @@ def test_killed_study_resumes_with_identical_numbers(micro_study, micro_zoo, tmp
     (cache / "organisms").symlink_to(organisms)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "skindeep", "study", "run", "micro", "--out", str(out),
-           "--workers", "1"]  # fmt: skip
+           "--workers", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=_study_env(cache), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     steps = cache / "study"
@@ -139,8 +157,15 @@ def test_killed_study_resumes_with_identical_numbers(micro_study, micro_zoo, tmp
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the study finished before it could be killed"
+    workers = _children(proc.pid)
+    assert workers, "the local executor started no worker processes"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # the pool's workers die with the study (no orphan keeps training)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers), "worker processes outlived the killed study"
     assert not (out / "study.json").exists()
     finished = {p: p.stat().st_mtime_ns for p in steps.rglob("*.json")}
     assert finished
