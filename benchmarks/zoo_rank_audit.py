@@ -1,14 +1,15 @@
 """Effective-rank audit of every aligned organism of a built zoo; one row per organism.
 
-Each aligned organism in the organisms folder (default: $SKINDEEP_CACHE/organisms; the newest
-copy per name) is audited against its recorded base on the organism language's held-out
-prompts, with the register (en/fr) and mood (question/statement) neutral contrasts. Columns:
+Each aligned organism of the zoo spec found in the organisms folder (default:
+$SKINDEEP_CACHE/organisms; the newest copy per name at the asked build seed) is audited
+against its recorded base on the organism language's held-out prompts, with the register
+(en/fr) and mood (question/statement) neutral contrasts. Columns:
 |cos(u_1, Arditi)| of each variant at the GFS peak layer, mean rho per variant (uncentered and
 the template's centered), the neutral contrasts' template rho, and the spectral-gap share.
 Limit (b)'s ablation is skipped unless --ablate (it generates; slow on CPU).
 
-Usage: python benchmarks/zoo_rank_audit.py [--root DIR] [--match REGEX] [--n 64] [--ablate]
-       [--json FILE]
+Usage: python benchmarks/zoo_rank_audit.py [--zoo default] [--build-seed 0] [--root DIR]
+       [--match REGEX] [--n 64] [--ablate] [--json FILE]
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 
 def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One row per aligned organism."""
+    import numpy as np
     import torch
 
     from skindeep.models import load_model
+    from skindeep.organisms.spec import load_zoo_spec
     from skindeep.organisms.zoo import list_organisms
     from skindeep.prompts import organism_prompts
     from skindeep.scores.rank_audit import organism_neutral_contrasts, rank_audit
@@ -33,9 +36,13 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
     from skindeep.scores.rank_pair import rank_predictors
 
     torch.set_num_threads(args.threads)
-    newest = {}
+    names = {a.name for a in load_zoo_spec(args.zoo).aligned} | {
+        b.name for b in load_zoo_spec(args.zoo).bases
+    }
+    newest = {}  # one organism per name: the zoo's, at the asked build seed, newest copy
     for o in sorted(list_organisms(args.root), key=lambda o: o.path.stat().st_mtime):
-        newest[o.name] = o
+        if o.name in names and o.meta.get("build_seed", 0) == args.build_seed:
+            newest[o.name] = o
     by_name = dict(sorted(newest.items()))
     pattern = re.compile(args.match)
     aligned = [o for o in by_name.values() if o.kind == "aligned" and pattern.search(o.name)]
@@ -62,11 +69,14 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
         recipe = organism.meta["spec"].get("recipe", {})
         row: dict[str, Any] = {
             "organism": organism.name,
+            "build_seed": args.build_seed,
             "recipe": f"{recipe.get('kind', '?')}/{recipe.get('scope', '?')}",
             "layers": len(g.layers),
             "d": g.d,
             "peak_layer": g.peak_layer,
             "cos_did_peak": p["cos_did_peak"],
+            "cos_did_best": float(np.nanmax(g.variants["did"].cos)),
+            "cos_did_best_layer": g.layers[int(np.nanargmax(g.variants["did"].cos))],
             "cos_template_peak": p["cos_template_peak"],
             "cos_naive_peak": p["cos_naive_peak"],
             "cos_aligned_peak": p["cos_aligned_peak"],
@@ -84,6 +94,8 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
                 s = band.summary()
                 row[f"{band.band}_monotone"] = s["cumulative_monotone"]
                 row[f"{band.band}_spearman"] = s["spearman_index_vs_score"]
+                row[f"{band.band}_rates"] = "/".join(f"{r:.2f}" for r in s["cumulative_rates"])
+                row[f"{band.band}_alone"] = "/".join(f"{r:.2f}" for r in s["alone_rates"])
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
     return rows
@@ -109,6 +121,8 @@ def main() -> None:
     """Parse arguments, audit the zoo, print (and optionally save) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=None, help="organisms folder")
+    parser.add_argument("--zoo", default="default", help="zoo spec whose organisms are audited")
+    parser.add_argument("--build-seed", type=int, default=0, help="zoo build seed to audit")
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")
     parser.add_argument("--ablate", action="store_true", help="also run limit (b) (slow)")

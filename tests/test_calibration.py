@@ -87,3 +87,21 @@ def test_calibrate_cli_tiny(tmp_path, monkeypatch, capsys) -> None:
 def test_calibrate_bad_input(tmp_path, monkeypatch, capsys, extra, flag) -> None:
     code, _, err = run_cli(["calibrate", "--out", str(tmp_path), *extra], monkeypatch, capsys)
     assert code == 2 and "error:" in err and flag in err
+
+
+def test_verdict_reads_the_numbers() -> None:
+    from skindeep.calibration import verdict
+
+    def row(lam: float, safety: float, kept: float, rho: float) -> dict:
+        return {"lam": lam, "safety": safety, "retained_k3": kept, "rho_mean": rho}
+
+    sweet = [row(0, 0.95, 0.0, 0.1), row(5, 0.9, 0.6, 0.3), row(500, 0.9, 0.1, 0.35)]
+    assert verdict(sweet)["reproduced"] and verdict(sweet)["mild_lambda"] == 5
+    unlearned = [row(0, 0.95, 0.0, 0.1), row(5, 0.9, 0.6, 0.3), row(500, 0.6, 0.9, 0.4)]
+    assert verdict(unlearned)["reproduced"]  # strong lambda never learns safety: brittle
+    flat = [row(0, 0.95, 0.0, 0.1), row(5, 0.9, 0.02, 0.3), row(500, 0.9, 0.01, 0.35)]
+    found = verdict(flat)
+    assert not found["reproduced"] and not found["mild_gain_over_zero"]
+    assert "NOT reproduced" in found["text"] and "lambda=5: 0.02" in found["text"]
+    lower_rho = [row(0, 0.95, 0.0, 0.1), row(5, 0.9, 0.6, 0.3), row(500, 0.9, 0.1, 0.2)]
+    assert not verdict(lower_rho)["reproduced"]

@@ -139,6 +139,19 @@ def sweep(
     return runs
 
 
+LEARNED = 0.8
+"""Safety accuracy from which a lambda counts as having learned the safety behaviour."""
+
+
+def retained(run: RunResult, name: str = str(ROBUST_K)) -> float:
+    """Share of the safety gain over the base network left after ablating dose `name`:
+    (safety_ablated - base) / (safety - base); NaN when alignment gained < 0.05 safety."""
+    gain = run.safety - run.base_safety
+    if gain < 0.05:
+        return float("nan")
+    return (run.safety_ablated[name] - run.base_safety) / gain
+
+
 def summarise(runs: Sequence[RunResult]) -> list[dict]:
     """Per lambda: mean (and min/max over seeds) of rho, accuracies and robustness."""
     rows = []
@@ -146,59 +159,67 @@ def summarise(runs: Sequence[RunResult]) -> list[dict]:
         group = [r for r in runs if r.lam == lam]
 
         def stat(values: list[float], name: str, row: dict) -> None:
-            row[name] = float(np.mean(values))
-            row[f"{name}_min"], row[f"{name}_max"] = float(np.min(values)), float(np.max(values))
+            arr = np.asarray(values, dtype=np.float64)
+            if not np.isfinite(arr).any():
+                row[name] = row[f"{name}_min"] = row[f"{name}_max"] = float("nan")
+                return
+            row[name] = float(np.nanmean(arr))
+            row[f"{name}_min"], row[f"{name}_max"] = float(np.nanmin(arr)), float(np.nanmax(arr))
 
         row: dict = {"lam": lam, "n_seeds": len(group)}
         for layer in range(DEPTH):
             stat([r.rho[layer] for r in group], f"rho_l{layer + 1}", row)
         stat([r.mean_rho for r in group], "rho_mean", row)
         stat([r.safety for r in group], "safety", row)
+        stat([r.base_safety for r in group], "base_safety", row)
         stat([r.task for r in group], "task", row)
         for name in group[0].safety_ablated:
             stat([r.safety_ablated[name] for r in group], f"safety_ablated_k{name}", row)
             stat([r.safety_null[name] for r in group], f"safety_null_k{name}", row)
             stat([r.task_ablated[name] for r in group], f"task_ablated_k{name}", row)
+            stat([retained(r, name) for r in group], f"retained_k{name}", row)
         rows.append(row)
     return rows
 
 
-def verdict(summary: Sequence[dict], margin: float = 0.05) -> dict:
-    """Does a mild lambda buy robustness (k = ROBUST_K) over lambda = 0, while the strongest
-    lambda, at a rho at least as high, does not? Stated from the numbers, either way."""
-    key = f"safety_ablated_k{ROBUST_K}"
+def verdict(summary: Sequence[dict], margin: float = 0.1) -> dict:
+    """Does a mild lambda keep more of the safety gain under ablation of the top ROBUST_K
+    directions than lambda = 0, while the strongest lambda, at a rho at least as high, keeps
+    less (or never learns safety)? Only lambdas whose safety accuracy reaches LEARNED count as
+    aligned. Stated from the numbers, either way."""
+    key = f"retained_k{ROBUST_K}"
     by_lam = {row["lam"]: row for row in summary}
     lams = sorted(by_lam)
     zero, strongest = by_lam[lams[0]], by_lam[lams[-1]]
-    mild = [by_lam[lam] for lam in lams[1:-1]]
+    learned = [lam for lam in lams if by_lam[lam]["safety"] >= LEARNED]
+    mild = [by_lam[lam] for lam in lams[1:-1] if lam in learned]
     best = max(mild, key=lambda r: r[key]) if mild else None
-    robust_gain = best is not None and best[key] > zero[key] + margin
-    strong_brittle = best is not None and strongest[key] < best[key] - margin
-    same_or_higher_rho = best is not None and strongest["rho_mean"] >= best["rho_mean"] - 0.02
-    reproduced = bool(robust_gain and strong_brittle and same_or_higher_rho)
-    rhos = [row["rho_mean"] for row in summary]
-    robust = [row[key] for row in summary]
-    corr = (
-        float(np.corrcoef(rhos, robust)[0, 1])
-        if np.ptp(rhos) > 0 and np.ptp(robust) > 0
-        else float("nan")
+    zero_kept = zero[key] if lams[0] in learned else float("nan")
+    gain = best is not None and best[key] > np.nan_to_num(zero_kept) + margin
+    strong_brittle = best is not None and (
+        lams[-1] not in learned or strongest[key] < best[key] - margin
     )
+    higher_rho = best is not None and strongest["rho_mean"] >= best["rho_mean"] - 0.02
+    reproduced = bool(gain and strong_brittle and higher_rho)
     text = (
-        f"sweet spot vs brittle {'REPRODUCED' if reproduced else 'NOT reproduced'}: "
-        f"safety after ablating the top {ROBUST_K} directions per layer is "
+        f"sweet spot vs brittle {'REPRODUCED' if reproduced else 'NOT reproduced'}: share of the "
+        f"safety gain kept after ablating the top {ROBUST_K} directions per layer: "
         + ", ".join(
-            f"{row[key]:.3f} (rho {row['rho_mean']:.3f}) at lambda={row['lam']:g}"
+            f"lambda={row['lam']:g}: {row[key]:.2f} (safety {row['safety']:.2f}, "
+            f"rho {row['rho_mean']:.3f})"
             for row in summary
         )
+        + f"; safety not learned (< {LEARNED}) at lambda "
+        + (", ".join(f"{lam:g}" for lam in lams if lam not in learned) or "none")
     )
     return {
         "reproduced": reproduced,
         "robust_k": ROBUST_K,
+        "learned_lambdas": learned,
         "mild_lambda": None if best is None else best["lam"],
-        "mild_gain_over_zero": robust_gain,
-        "strongest_brittle": strong_brittle,
-        "strongest_rho_at_least_mild": same_or_higher_rho,
-        "corr_rho_robustness": corr,
+        "mild_gain_over_zero": bool(gain),
+        "strongest_brittle": bool(strong_brittle),
+        "strongest_rho_at_least_mild": bool(higher_rho),
         "text": text,
     }
 

@@ -60,10 +60,12 @@ def calibration_figure(summary: Sequence[dict]) -> Figure:
 
 
 def calibration_table(summary: Sequence[dict]) -> Table:
-    """Per lambda: rho per layer, accuracies, and robustness (means over seeds)."""
+    """Per lambda: rho per layer, accuracies, robustness (means over seeds), and the share of
+    the safety gain over the base kept after ablating the top ROBUST_K directions."""
     table = Table(title="MLP calibration (means over seeds)")
     cols = ["lambda", "rho l1", "rho l2", "rho l3", "safety", "task"]
     cols += [f"safe|abl k={k}" for k in (*KS, "eps")] + [f"null k={ROBUST_K}"]
+    cols += [f"kept k={ROBUST_K}"]
     for col in cols:
         table.add_column(col, justify="right")
     for row in summary:
@@ -71,6 +73,7 @@ def calibration_table(summary: Sequence[dict]) -> Table:
         cells += [f"{row['safety']:.3f}", f"{row['task']:.3f}"]
         cells += [f"{row[f'safety_ablated_k{k}']:.3f}" for k in (*KS, "eps")]
         cells.append(f"{row[f'safety_null_k{ROBUST_K}']:.3f}")
+        cells.append(f"{row[f'retained_k{ROBUST_K}']:.2f}")
         table.add_row(*cells)
     return table
 
