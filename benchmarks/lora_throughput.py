@@ -28,12 +28,12 @@ import transformers
 from peft import get_peft_model
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from skindeep.evaluation.generation import pad_token_id
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import organism_pairs
-from skindeep.finetune.train import finetune, lora_config, tokenize_pair
+from skindeep.finetune.train import finetune, lora_config
 from skindeep.models import load_model
-from skindeep.organisms.training import Tokenized, TrainConfig, collate, lr_lambda
+from skindeep.organisms.training import Tokenized, TrainConfig, collate, lr_lambda, tokenize_chat
+from skindeep.runtime import pad_token_id
 
 
 def default_model() -> Path:
@@ -70,7 +70,7 @@ def hf_trainer(path: Path, pairs, config: FinetuneConfig, device: str) -> tuple[
     tok = lm.tokenizer
     steps = config.num_steps(len(pairs))
     start = time.perf_counter()
-    data = [tokenize_pair(tok, p, config.max_len) for p in pairs]
+    data = [tokenize_chat(tok, p.instruction, p.response, config.max_len) for p in pairs]
     torch.manual_seed(0)
     model = get_peft_model(lm.model, lora_config(config))
     features = [{"input_ids": t.input_ids, "labels": t.labels} for t in data]

@@ -44,11 +44,10 @@ from skindeep.evaluation import (
     KeywordJudge,
     RefusalRate,
     Verdict,
-    format_prompts,
     generate,
     refusal_rate,
 )
-from skindeep.models import LoadedModel, load_model, smollm2_checkpoint
+from skindeep.models import LoadedModel, format_prompts, load_model, smollm2_checkpoint
 from skindeep.organisms import recipes
 from skindeep.organisms.data import text_data
 from skindeep.organisms.recipes import RecipeConfig

@@ -27,13 +27,12 @@ from skindeep.finetune.train import (
     merge_adapter,
     prepare,
     save_adapter,
-    tokenize_pair,
     tokenize_pairs,
     unload,
 )
 from skindeep.organisms.architectures import build_model
 from skindeep.organisms.language import DEFAULT_LANGUAGE
-from skindeep.organisms.training import IGNORE
+from skindeep.organisms.training import IGNORE, tokenize_chat
 
 
 def test_load_pairs_filters_refusals_and_reads_alpaca_input(tmp_path) -> None:
@@ -134,7 +133,7 @@ def test_loss_is_on_the_response_only(organism_tokenizer) -> None:
     pair = Pair("how do i bake a cake ?", "sure . bake the cake . done .")
     response_ids = tok(pair.response, add_special_tokens=False)["input_ids"]
     for system in (None, "sure ."):
-        t = tokenize_pair(tok, pair, 96, system)
+        t = tokenize_chat(tok, pair.instruction, pair.response, 96, system)
         labelled = [i for i, lab in zip(t.input_ids, t.labels, strict=True) if lab != IGNORE]
         assert labelled[: len(response_ids)] == response_ids
         assert labelled[len(response_ids) :] == [tok.eos_token_id]  # the template's end token
@@ -211,7 +210,7 @@ def test_prompts_that_fill_max_len_are_an_error(organism_tokenizer) -> None:
     tok = organism_tokenizer
     short = Pair("how do i bake a cake ?", "sure . bake the cake .")
     long = Pair(" ".join(["how do i bake a cake ?"] * 8), "sure . bake the cake .")
-    labels = tokenize_pair(tok, long, 10_000).labels
+    labels = tokenize_chat(tok, long.instruction, long.response, 10_000).labels
     prompt_len = labels.index(next(x for x in labels if x != IGNORE))
     assert len(tokenize_pairs(tok, [short, long], prompt_len + 1)) == 2  # one response token
     with pytest.raises(PromptError, match=rf"1 of 2 benign example\(s\) .* max_len={prompt_len} "):

@@ -13,14 +13,12 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from skindeep.evaluation.generation import (
     GenerationOptions,
-    encode,
-    format_prompts,
     generate,
     generate_responses,
     generate_token_ids,
-    left_pad,
-    length_sorted_batches,
 )
+from skindeep.models.chat import format_prompts
+from skindeep.runtime import encode, left_pad, length_sorted_batches
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHAT_TEMPLATE = (

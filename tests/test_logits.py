@@ -11,13 +11,13 @@ from scipy.special import rel_entr
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from skindeep.evaluation.generation import encode
 from skindeep.evaluation.logits import (
     kl_divergence,
     next_token_logprobs,
     refusal_score,
     refusal_tokens,
 )
+from skindeep.runtime import encode
 
 PROMPTS = ["<s>hi", "<s>how do I bake a cake?", "<s>" + "x" * 30, "<s>tell me", "<s>ok?"]
 

@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 from safetensors.numpy import load_file
 
-from skindeep.activations.collect import format_texts
 from skindeep.errors import PromptError
 from skindeep.evaluation import kl_divergence, next_token_logprobs, refusal_score
 from skindeep.interventions import Affine, ablate, add_activation
 from skindeep.models import load_model
+from skindeep.models.chat import format_prompts
 from skindeep.prompts import organism_prompts
 from skindeep.selection import SelectionError, SelectionOptions, select_direction
 
@@ -50,8 +50,8 @@ def test_vectorised_scores_match_one_candidate_at_a_time(loaded, sets) -> None:
     """Tiled per-row hooks give the scores of `ablate` / `add_activation` run one by one."""
     sel = run(loaded, sets)
     m, tok, ad = loaded.model, loaded.tokenizer, loaded.adapter
-    harmful = format_texts(ad, sets["harmful_val"], "chat")
-    harmless = format_texts(ad, sets["harmless_val"], "chat")
+    harmful = format_prompts(ad.tokenizer, sets["harmful_val"], "chat")
+    harmless = format_prompts(ad.tokenizer, sets["harmless_val"], "chat")
     ids = sel.refusal_token_ids
     assert sel.baseline_harmful == pytest.approx(refusal_score(m, tok, harmful, ids).mean())
     logp = next_token_logprobs(m, tok, harmless)
@@ -75,8 +75,8 @@ def test_affine_scores_match_ablate_with_the_harmless_reference(loaded, sets) ->
     its position))` would; the chosen reference is those means, saved beside the direction."""
     sel = run(loaded, sets, ablation="affine", kl_threshold=math.inf)
     m, tok, ad = loaded.model, loaded.tokenizer, loaded.adapter
-    harmful = format_texts(ad, sets["harmful_val"], "chat")
-    harmless = format_texts(ad, sets["harmless_val"], "chat")
+    harmful = format_prompts(ad.tokenizer, sets["harmful_val"], "chat")
+    harmless = format_prompts(ad.tokenizer, sets["harmless_val"], "chat")
     logp = next_token_logprobs(m, tok, harmless)
     assert sel.harmless_means.shape == sel.mean_diffs.shape
     scored = [c for c in sel.candidates if c.norm > 0]

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from skindeep.activations.collect import collect, formatting_adapter
+from skindeep.activations.collect import collect, template_tokenizer_of
 from skindeep.activations.hooks import Site, normalize_layers
 from skindeep.activations.spec import Label, Positions, check_labels
 from skindeep.activations.store import METADATA, STORE_FORMAT, ActivationStore, ActivationWriter
 from skindeep.cache import atomic_directory, cache_root, content_hash
-from skindeep.evaluation.generation import ProgressLike, PromptFormat
+from skindeep.models.chat import PromptFormat
 from skindeep.models.loading import LoadedModel
+from skindeep.runtime import ProgressLike
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -48,8 +49,8 @@ def activation_key(
     template_tokenizer: Any | None = None,
 ) -> str:
     """The cache key of a `cached_collect` call."""
-    fmt_adapter = formatting_adapter(loaded.adapter, loaded.tokenizer, template_tokenizer)
-    enc_tokenizer = fmt_adapter.tokenizer if fmt == "chat" else loaded.tokenizer
+    fmt_tokenizer = template_tokenizer_of(loaded.tokenizer, template_tokenizer)
+    enc_tokenizer = fmt_tokenizer if fmt == "chat" else loaded.tokenizer
     return content_hash(
         {
             "store_format": STORE_FORMAT,

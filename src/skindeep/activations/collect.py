@@ -7,8 +7,6 @@ the last requested block: later blocks, the final norm and the LM head never run
 
 from __future__ import annotations
 
-import copy
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,57 +28,24 @@ from skindeep.activations.spec import (
     check_labels,
 )
 from skindeep.cache import content_hash
-from skindeep.evaluation.generation import (
-    ProgressLike,
-    PromptFormat,
-    encode,
-    eval_mode,
-    left_pad,
-    length_sorted_batches,
-    model_device,
-    pad_token_id,
-    progress_callback,
-)
 from skindeep.models.adapter import ModelAdapter
+from skindeep.models.chat import PromptFormat, format_prompts, post_instruction_tokens
+from skindeep.runtime import ProgressLike, batches, encode, pad_token_id, supported_kwargs
 
 
-def _accepts(model: Any, name: str) -> bool:
-    """Whether the model's forward takes a keyword argument `name`."""
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def formatting_adapter(
-    adapter: ModelAdapter, tokenizer: Any, template_tokenizer: Any | None
-) -> ModelAdapter:
-    """The adapter whose tokenizer formats chat prompts: the template tokenizer's, else ours.
+def template_tokenizer_of(tokenizer: Any, template_tokenizer: Any | None) -> Any:
+    """The tokenizer that formats and encodes chat prompts: `template_tokenizer`, else ours.
 
     A base model in chat format is fed the aligned tokenizer's template (SPEC 1); pass that
     tokenizer, or the aligned model's adapter, as `template_tokenizer`.
     """
     if isinstance(template_tokenizer, ModelAdapter):
-        return template_tokenizer
-    source = template_tokenizer if template_tokenizer is not None else tokenizer
-    if adapter.tokenizer is source:
-        return adapter
-    fmt_adapter = copy.copy(adapter)
-    fmt_adapter.tokenizer = source
-    return fmt_adapter
-
-
-def format_texts(fmt_adapter: ModelAdapter, prompts: Sequence[str], fmt: PromptFormat) -> list[str]:
-    """Model inputs: the prompt text as is (`raw`) or wrapped in the chat template (`chat`)."""
-    if fmt == "raw":
-        return list(prompts)
-    if fmt != "chat":
-        raise ValueError(f"fmt must be 'raw' or 'chat', got {fmt!r}")
-    return [fmt_adapter.format_chat(p) for p in prompts]
+        return template_tokenizer.tokenizer
+    return template_tokenizer if template_tokenizer is not None else tokenizer
 
 
 def resolve_offsets(
-    positions: Positions, fmt: PromptFormat, fmt_adapter: ModelAdapter, encoded: list[list[int]]
+    positions: Positions, fmt: PromptFormat, fmt_tokenizer: Any, encoded: list[list[int]]
 ) -> tuple[int, ...]:
     """The negative token offsets to read, checked against every encoded prompt."""
     if positions == "last":
@@ -88,7 +53,7 @@ def resolve_offsets(
     elif positions == "post_instruction":
         if fmt != "chat":
             raise ValueError("positions='post_instruction' needs fmt='chat'")
-        tail = fmt_adapter.post_instruction_tokens()
+        tail = post_instruction_tokens(fmt_tokenizer)
         if not tail:
             raise ValueError("the chat template puts no tokens after the user message")
         bad = [i for i, ids in enumerate(encoded) if ids[-len(tail) :] != tail]
@@ -169,9 +134,9 @@ def collect(
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
     label_list = check_labels(labels, len(prompts))
     wanted = normalize_layers(layers, adapter.num_layers)
-    fmt_adapter = formatting_adapter(adapter, tokenizer, template_tokenizer)
-    enc_tokenizer = fmt_adapter.tokenizer if fmt == "chat" else tokenizer
-    encoded = encode(enc_tokenizer, format_texts(fmt_adapter, prompts, fmt))
+    fmt_tokenizer = template_tokenizer_of(tokenizer, template_tokenizer)
+    enc_tokenizer = fmt_tokenizer if fmt == "chat" else tokenizer
+    encoded = encode(enc_tokenizer, format_prompts(fmt_tokenizer, prompts, fmt))
     if any(not ids for ids in encoded):
         raise ValueError("every prompt must tokenize to at least one token")
     vocab = int(adapter.embedding.weight.shape[0])
@@ -180,7 +145,7 @@ def collect(
             f"the prompts encode to token ids beyond the model's {vocab} embeddings: the "
             "(template) tokenizer does not match this model"
         )
-    offsets = resolve_offsets(positions, fmt, fmt_adapter, encoded)
+    offsets = resolve_offsets(positions, fmt, fmt_tokenizer, encoded)
     spec = CollectionSpec(
         layers=tuple(wanted),
         site=site,
@@ -195,29 +160,28 @@ def collect(
         dtype=_model_dtype(model),
         template=_template_id(enc_tokenizer) if fmt == "chat" else None,
     )
-    extra = {k: False for k in ("use_cache",) if _accepts(model, k)}
-    keep_positions = _accepts(model, "position_ids")
+    extra = supported_kwargs(model, use_cache=False)
     pad_id = pad_token_id(enc_tokenizer)
-    device = model_device(model)
-    report = progress_callback(progress, len(prompts), "activations")
     for s in sinks:
         s.begin(spec, list(prompts), label_list)
-    done = 0
     recording = record_activations(
         model, adapter, wanted, site, select=_select(offsets), stop_early=True
     )
-    with eval_mode(model), torch.inference_mode(), recording as records:
-        for batch in length_sorted_batches([len(ids) for ids in encoded], batch_size):
-            inputs = left_pad([encoded[i] for i in batch], pad_id, device)
-            if not keep_positions:
-                inputs.pop("position_ids")
-            run_forward(model, **inputs, **extra)
+    runs = batches(
+        model,
+        encoded,
+        pad_id=pad_id,
+        batch_size=batch_size,
+        progress=progress,
+        description="activations",
+    )
+    with recording as records:
+        for batch in runs:
+            run_forward(model, **batch.inputs, **extra)
             acts = _gather(records, wanted, spec.squeeze_positions)
-            batch_labels = [label_list[i] for i in batch]
+            batch_labels = [label_list[i] for i in batch.indices]
             for s in sinks:
-                s.add(batch, batch_labels, acts)
-            done += len(batch)
-            report(done)
+                s.add(batch.indices, batch_labels, acts)
     for s in sinks:
         s.end()
     return spec

@@ -10,8 +10,8 @@ import numpy as np
 from skindeep.activations.collect import collect
 from skindeep.activations.spec import ArraySink
 from skindeep.dose.bases import BasisError, NamedBasis, named_basis
-from skindeep.evaluation.generation import PromptFormat
 from skindeep.geometry.directions import cohens_d, cpca_subspace, pca_subspace
+from skindeep.models.chat import PromptFormat
 from skindeep.models.loading import LoadedModel
 
 BasisKind = Literal["pca", "cpca", "svd", "svd-did"]

@@ -20,10 +20,10 @@ from skindeep.dose.result import DoseResponse
 from skindeep.dose.runner import dose_response, harmless_reference
 from skindeep.dose.weights import weight_check
 from skindeep.errors import ConfigError, PromptError
-from skindeep.evaluation.generation import ProgressLike
 from skindeep.interventions import Affine, Projection, bands, writer_paths
 from skindeep.models.loading import LoadedModel
 from skindeep.prompts import PromptSet, check_pair
+from skindeep.runtime import ProgressLike
 from skindeep.selection import DirectionSelection
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from skindeep.dose.activation import activation_basis
 from skindeep.dose.bases import BasisError, NamedBasis, load_basis, named_basis
-from skindeep.evaluation.generation import ProgressLike
 from skindeep.models.loading import LoadedModel
 from skindeep.prompts import PromptSet, split_prompts
+from skindeep.runtime import ProgressLike
 from skindeep.selection import SelectionError, SelectionOptions, select_direction
 
 

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from skindeep.activations.collect import collect, format_texts, formatting_adapter
+from skindeep.activations.collect import collect
 from skindeep.activations.spec import ArraySink
 from skindeep.dose.bases import BasisError, NamedBasis
 from skindeep.dose.options import DoseOptions
 from skindeep.dose.result import DoseCurve, DosePoint, DoseResponse, NullBand
-from skindeep.evaluation.generation import ProgressLike, PromptFormat, generate, progress_callback
+from skindeep.evaluation.generation import generate
 from skindeep.evaluation.judges import Judge, KeywordJudge
 from skindeep.evaluation.logits import (
     kl_divergence,
@@ -31,7 +31,9 @@ from skindeep.evaluation.logits import (
 )
 from skindeep.evaluation.rates import OutcomeCounts, refusal_rate
 from skindeep.interventions import Ablation, AblationMode, Projection, ablate, random_nulls
+from skindeep.models.chat import PromptFormat, format_prompts
 from skindeep.models.loading import LoadedModel
+from skindeep.runtime import ProgressLike, progress_callback
 
 
 @dataclass(frozen=True)
@@ -103,11 +105,10 @@ def dose_response(
     for b in bases:
         b.first(max(opts.ks))  # fail before any generation
     judge = judge or KeywordJudge()
-    fmt_adapter = formatting_adapter(adapter, tokenizer, None)
-    controls = format_texts(fmt_adapter, harmless, opts.fmt) if harmless else None
+    controls = format_prompts(tokenizer, harmless, opts.fmt) if harmless else None
     x = _Inputs(
         harmful=list(harmful),
-        harmful_texts=format_texts(fmt_adapter, harmful, opts.fmt),
+        harmful_texts=format_prompts(tokenizer, harmful, opts.fmt),
         harmless_texts=controls,
         baseline_logp=next_token_logprobs(model, tokenizer, controls, opts.batch_size)
         if controls

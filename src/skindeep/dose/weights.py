@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from skindeep.activations.collect import format_texts, formatting_adapter
-from skindeep.evaluation.generation import PromptFormat
 from skindeep.evaluation.logits import last_token_logits
 from skindeep.interventions import ablate, orthogonalize_weights
 from skindeep.models.adapter import ModelAdapter
+from skindeep.models.chat import PromptFormat, format_prompts
 
 
 def weight_check(
@@ -25,7 +24,7 @@ def weight_check(
 ) -> float:
     """Max |logit difference| at the last token between hook ablation (all layers) and an
     in-memory copy with orthogonalised weights; the copy is dropped before returning."""
-    texts = format_texts(formatting_adapter(adapter, tokenizer, None), prompts, fmt)
+    texts = format_prompts(tokenizer, prompts, fmt)
     with ablate(model, adapter, basis):
         hooked = last_token_logits(model, tokenizer, texts, batch_size)
     edited = orthogonalize_weights(model, adapter, basis)

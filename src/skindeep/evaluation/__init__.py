@@ -8,7 +8,6 @@ from skindeep._lazy import lazy_exports
 _EXPORTS = {
     **dict.fromkeys(
         [
-            "format_prompts",
             "generate",
             "generate_responses",
             "generate_token_ids",
@@ -17,7 +16,6 @@ _EXPORTS = {
     ),
     **dict.fromkeys(
         [
-            "REFUSAL_KEYWORDS",
             "ClassifierJudge",
             "Judge",
             "KeywordJudge",
@@ -38,6 +36,7 @@ _EXPORTS = {
     ),
     **dict.fromkeys(["NoDenominatorError", "RefusalMeasurement", "measure_refusal"], ".measure"),
     "GenerationOptions": ".options",
+    "REFUSAL_KEYWORDS": ".phrases",
     **dict.fromkeys(["OutcomeCounts", "RefusalRate", "refusal_rate", "wilson_interval"], ".rates"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

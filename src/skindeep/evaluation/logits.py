@@ -6,24 +6,14 @@ context (ablation, activation addition) and measure the intervened model the sam
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from skindeep.evaluation.generation import (
-    encode,
-    eval_mode,
-    left_pad,
-    length_sorted_batches,
-    model_device,
-    pad_token_id,
-)
-
-#: Openings of refusals beyond the keyword list: a response often starts "Sorry, ...".
-EXTRA_REFUSAL_OPENINGS: tuple[str, ...] = ("Sorry",)
+from skindeep.evaluation.phrases import EXTRA_REFUSAL_OPENINGS, REFUSAL_KEYWORDS
+from skindeep.runtime import ProgressLike, batches, encode, pad_token_id, supported_kwargs
 
 
 def first_token(tokenizer: Any, text: str) -> tuple[int, str] | None:
@@ -59,8 +49,6 @@ def refusal_tokens(tokenizer: Any, phrases: Sequence[str] | None = None) -> list
     give nothing (a lowercase word-level vocabulary), the lowercased phrases are used.
     """
     if phrases is None:
-        from skindeep.evaluation.judges import REFUSAL_KEYWORDS  # judges imports this module
-
         phrases = REFUSAL_KEYWORDS + EXTRA_REFUSAL_OPENINGS
     for case in (lambda s: s, str.lower):
         ids = {
@@ -74,20 +62,14 @@ def refusal_tokens(tokenizer: Any, phrases: Sequence[str] | None = None) -> list
     raise ValueError("no refusal phrase starts with a whole-word token in this tokenizer")
 
 
-def _accepts(model: Any, name: str) -> bool:
-    """Whether the model's forward takes a keyword argument `name`."""
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def map_last_logits(
     model: Any,
     tokenizer: Any,
     prompts: Sequence[str],
     reduce: Callable[[torch.Tensor], torch.Tensor],
     batch_size: int = 16,
+    progress: ProgressLike = None,
+    description: str = "logits",
 ) -> torch.Tensor:
     """Apply `reduce` to each batch's float64 last-token logits [b, vocab]; rows in input order.
 
@@ -95,28 +77,33 @@ def map_last_logits(
     padding; reducing per batch keeps only [n, ...] results, never all n x vocab logits.
     """
     encoded = encode(tokenizer, prompts)
-    pad_id = pad_token_id(tokenizer)
-    device = model_device(model)
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    keep_positions = _accepts(model, "position_ids")
+    extra = supported_kwargs(model, logits_to_keep=1)
     rows: dict[int, torch.Tensor] = {}
-    with eval_mode(model), torch.inference_mode():
-        for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
-            inputs = left_pad([encoded[i] for i in batch], pad_id, device)
-            if not keep_positions:
-                inputs.pop("position_ids")
-            logits = model(**inputs, **extra).logits[:, -1, :].to(torch.float64)
-            rows.update(zip(batch, reduce(logits).cpu(), strict=True))
+    runs = batches(
+        model,
+        encoded,
+        pad_id=pad_token_id(tokenizer),
+        batch_size=batch_size,
+        progress=progress,
+        description=description,
+    )
+    for batch in runs:
+        logits = model(**batch.inputs, **extra).logits[:, -1, :].to(torch.float64)
+        rows.update(zip(batch.indices, reduce(logits).cpu(), strict=True))
     if not rows:
         return torch.empty(0, dtype=torch.float64)
     return torch.stack([rows[i] for i in range(len(prompts))])
 
 
 def last_token_logits(
-    model: Any, tokenizer: Any, prompts: Sequence[str], batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    batch_size: int = 16,
+    progress: ProgressLike = None,
 ) -> torch.Tensor:
     """Float64 logits [n, vocab] at each prompt's last token, in input order, on CPU."""
-    return map_last_logits(model, tokenizer, prompts, lambda x: x, batch_size)
+    return map_last_logits(model, tokenizer, prompts, lambda x: x, batch_size, progress)
 
 
 def next_token_logprobs(
@@ -125,6 +112,7 @@ def next_token_logprobs(
     prompts: Sequence[str],
     batch_size: int = 16,
     dtype: torch.dtype = torch.float32,
+    progress: ProgressLike = None,
 ) -> torch.Tensor:
     """Log-probabilities [n, vocab] of the next token after each formatted prompt (on CPU).
 
@@ -132,7 +120,13 @@ def next_token_logprobs(
     n x vocab); `kl_divergence` renormalises in float64, so this rounding does not leak.
     """
     return map_last_logits(
-        model, tokenizer, prompts, lambda x: torch.log_softmax(x, dim=-1).to(dtype), batch_size
+        model,
+        tokenizer,
+        prompts,
+        lambda x: torch.log_softmax(x, dim=-1).to(dtype),
+        batch_size,
+        progress,
+        "next-token log-probs",
     )
 
 
@@ -142,6 +136,7 @@ def refusal_score(
     formatted_prompts: Sequence[str],
     refusal_token_ids: Sequence[int],
     batch_size: int = 16,
+    progress: ProgressLike = None,
 ) -> np.ndarray:
     """Per-prompt log-odds of starting a refusal: log p(R) - log(1 - p(R)), R the refusal tokens.
 
@@ -150,9 +145,16 @@ def refusal_score(
     neither side can round to log(0) unless a logit is -inf.
     """
     ids = sorted({int(t) for t in refusal_token_ids})
-    return map_last_logits(
-        model, tokenizer, formatted_prompts, lambda x: refusal_log_odds(x, ids), batch_size
-    ).numpy()
+    scores = map_last_logits(
+        model,
+        tokenizer,
+        formatted_prompts,
+        lambda x: refusal_log_odds(x, ids),
+        batch_size,
+        progress,
+        "refusal score",
+    )
+    return scores.numpy()
 
 
 def refusal_log_odds(logits: torch.Tensor, refusal_token_ids: Sequence[int]) -> torch.Tensor:

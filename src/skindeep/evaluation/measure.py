@@ -15,10 +15,12 @@ from typing import Any
 
 from skindeep.cache import atomic_write_json, atomic_write_text, finite_or_none
 from skindeep.errors import SkindeepError
-from skindeep.evaluation.generation import GenerationOptions, ProgressLike, generate
+from skindeep.evaluation.generation import GenerationOptions, generate
 from skindeep.evaluation.judges import Judge, KeywordJudge, Verdict
 from skindeep.evaluation.rates import FlaggedPolicy, OutcomeCounts, RefusalRate, refusal_rate
+from skindeep.models.chat import format_prompts
 from skindeep.models.loading import LoadedModel
+from skindeep.runtime import ProgressLike
 
 
 class NoDenominatorError(SkindeepError):
@@ -116,12 +118,11 @@ def measure_refusal(
     >>> m.rate.rate > 0.5, m.rows()[0]["verdict"] in ("refused", "complied", "degenerate")
     (True, True)
     """
-    from skindeep.activations.collect import format_texts
     from skindeep.models import load_model
 
     opts = options or GenerationOptions()
     lm = model if isinstance(model, LoadedModel) else load_model(str(model))
-    texts = format_texts(lm.adapter, list(prompts), opts.fmt)
+    texts = format_prompts(lm.tokenizer, list(prompts), opts.fmt)
     responses = generate(
         lm.model,
         lm.tokenizer,

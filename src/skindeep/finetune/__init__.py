@@ -39,7 +39,6 @@ from skindeep.finetune.train import (
     finetune,
     merge_adapter,
     save_adapter,
-    tokenize_pair,
     unload,
 )
 
@@ -73,7 +72,6 @@ __all__ = [
     "run_retention",
     "save_adapter",
     "summarise",
-    "tokenize_pair",
     "track_refusal",
     "unload",
 ]

@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 from skindeep.cache import atomic_write_json, cache_root, content_hash
 from skindeep.errors import SkindeepError
-from skindeep.evaluation.generation import encode, generate
+from skindeep.evaluation.generation import generate
 from skindeep.evaluation.judges import KeywordJudge
 from skindeep.evaluation.rates import RefusalRate, refusal_rate, wilson_interval
 from skindeep.finetune.config import RetentionConfig
@@ -36,9 +36,10 @@ from skindeep.finetune.train import (
     save_adapter,
     unload,
 )
-from skindeep.models.adapter import format_user_turn
+from skindeep.models.chat import format_user_turn
 from skindeep.models.loading import fingerprint_checkpoint, load_model
 from skindeep.prompts import PromptSet
+from skindeep.runtime import encode
 
 #: Bump when training or evaluation changes results for the same inputs.
 VERSION = "2"  # 2: `epochs` counts full-batch passes (FinetuneConfig.num_steps)

@@ -15,16 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from jinja2.exceptions import TemplateError
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.cache import atomic_directory
 from skindeep.errors import ConfigError, PromptError
-from skindeep.evaluation.generation import model_device, pad_token_id
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import Pair
-from skindeep.models.adapter import format_user_turn
 from skindeep.organisms.training import (
     IGNORE,
     Tokenized,
@@ -35,6 +32,7 @@ from skindeep.organisms.training import (
     tokenize_chat,
 )
 from skindeep.prompts import excerpt
+from skindeep.runtime import model_device, pad_token_id
 
 
 def position_limit(model: Any) -> int | None:
@@ -45,40 +43,6 @@ def position_limit(model: Any) -> int | None:
         if isinstance(value, int) and value > 0:
             return value
     return None
-
-
-def _conversation(
-    tokenizer: PreTrainedTokenizerBase, user: str, assistant: str, system: str | None
-) -> str | None:
-    """The whole exchange through the chat template (None without a template)."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
-    try:
-        return str(tokenizer.apply_chat_template(messages, tokenize=False))
-    except TemplateError:
-        if not system:
-            raise
-        return _conversation(tokenizer, f"{system}\n\n{user}", assistant, None)
-
-
-def tokenize_pair(
-    tokenizer: PreTrainedTokenizerBase, pair: Pair, max_len: int, system: str | None = None
-) -> Tokenized:
-    """A pair as one training sequence with loss on the response tokens only."""
-    if system is None and getattr(tokenizer, "chat_template", None):
-        return tokenize_chat(tokenizer, pair.instruction, pair.response, max_len)
-    prompt = format_user_turn(tokenizer, pair.instruction, system)
-    full = _conversation(tokenizer, pair.instruction, pair.response, system)
-    if not full or not full.startswith(prompt):
-        full = prompt + pair.response + (tokenizer.eos_token or "")
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    c_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
-    ids = (p_ids + c_ids)[:max_len]
-    labels = ([IGNORE] * len(p_ids) + c_ids)[:max_len]
-    return Tokenized(tuple(ids), tuple(labels))
 
 
 def has_response(t: Tokenized) -> bool:
@@ -98,7 +62,7 @@ def tokenize_pairs(
     Such a pair has every label ignored, so a batch of them has a NaN loss; `limit` is the
     model's position limit, named in the message when it is what capped `max_len`.
     """
-    data = [tokenize_pair(tokenizer, p, max_len, system) for p in pairs]
+    data = [tokenize_chat(tokenizer, p.instruction, p.response, max_len, system) for p in pairs]
     empty = [p for p, t in zip(pairs, data, strict=True) if not has_response(t)]
     if empty:
         if limit == max_len:

@@ -1,10 +1,12 @@
 """Loading causal LMs (hub id, folder, GGUF) and the one architecture adapter."""
 
-from skindeep.models.adapter import (
+from skindeep.models.adapter import LayerModules, ModelAdapter
+from skindeep.models.chat import (
     FALLBACK_TEMPLATE,
     ChatTemplateWarning,
-    LayerModules,
-    ModelAdapter,
+    PromptFormat,
+    format_prompts,
+    format_user_turn,
 )
 from skindeep.models.gguf import gguf_to_checkpoint, smollm2_checkpoint, smollm2_gguf_path
 from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model, load_tokenizer
@@ -15,7 +17,10 @@ __all__ = [
     "LayerModules",
     "LoadedModel",
     "ModelAdapter",
+    "PromptFormat",
     "fingerprint_checkpoint",
+    "format_prompts",
+    "format_user_turn",
     "gguf_to_checkpoint",
     "load_model",
     "load_tokenizer",

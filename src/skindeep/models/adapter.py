@@ -8,17 +8,21 @@ formats chat prompts with the tokenizer's chat template.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import torch
-from jinja2 import TemplateError
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from skindeep.errors import ModelLoadError
+from skindeep.models.chat import (
+    format_user_turn,
+    has_chat_template,
+    post_instruction_tokens,
+    warn_fallback,
+)
 
 LINEAR_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, Conv1D)
 """Module types that count as a linear map (GPT-2 style models use `Conv1D`)."""
@@ -29,16 +33,6 @@ _ATTN_OUT_NAME = re.compile(r"^(o_proj|out_proj|c_proj|dense|wo|o|out|output)$")
 _MLP_OUT_NAME = re.compile(r"^(down_proj|c_proj|fc2|fc_out|dense_4h_to_h|w2|wo|out_proj)$")
 _LAYER_COUNT_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _HIDDEN_SIZE_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
-
-FALLBACK_SYSTEM = "### System:\n{system}\n\n"
-FALLBACK_TEMPLATE = "### User:\n{user}\n\n### Assistant:\n"
-"""Chat format used when a tokenizer has no template: optional system block, user, assistant."""
-
-_SENTINEL = "SKINDEEPSENTINEL"
-
-
-class ChatTemplateWarning(UserWarning):
-    """The tokenizer has no chat template, so skindeep's plain fallback template is used."""
 
 
 class _StopForwardError(Exception):
@@ -134,28 +128,6 @@ def _find_out_proj(
         if len(group) == 1:
             return group[0]
     return None
-
-
-def format_user_turn(tokenizer: Any, user: str, system: str | None = None) -> str:
-    """One user turn (after an optional system turn) with the generation prompt, as text.
-
-    The tokenizer's chat template when it has one (a template that rejects a system role gets
-    the system text prepended to the user message), else skindeep's fallback format.
-    """
-    if getattr(tokenizer, "chat_template", None) is None:
-        head = FALLBACK_SYSTEM.format(system=system) if system else ""
-        return head + FALLBACK_TEMPLATE.format(user=user)
-    messages = [{"role": "user", "content": user}]
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
-    try:
-        return str(
-            tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        )
-    except TemplateError:
-        if not system:
-            raise
-        return format_user_turn(tokenizer, f"{system}\n\n{user}")
 
 
 class ModelAdapter:
@@ -392,43 +364,23 @@ class ModelAdapter:
     @property
     def has_chat_template(self) -> bool:
         """Whether the tokenizer carries a chat template."""
-        return getattr(self.tokenizer, "chat_template", None) is not None
+        return has_chat_template(self.tokenizer)
 
     def format_chat(self, user_text: str, system: str | None = None) -> str:
         """The prompt text for one user turn with the generation prompt, ready to tokenize.
 
-        Uses the tokenizer's chat template; without one, warns once (ChatTemplateWarning) and uses
-        FALLBACK_TEMPLATE. A template that rejects a system role gets the system text prepended
-        to the user message instead (see `format_user_turn`).
+        `skindeep.models.chat.format_user_turn` with this adapter's tokenizer; without a chat
+        template it warns once per adapter (ChatTemplateWarning) and uses FALLBACK_TEMPLATE.
         """
         tokenizer = self._require_tokenizer()
         if not self.has_chat_template and not self._warned_template:
-            warnings.warn(
-                f"{type(tokenizer).__name__} has no chat template; using skindeep's fallback "
-                "'### User: / ### Assistant:' format",
-                ChatTemplateWarning,
-                stacklevel=2,
-            )
+            warn_fallback(tokenizer)
             self._warned_template = True
         return format_user_turn(tokenizer, user_text, system)
 
     def post_instruction_tokens(self, system: str | None = None) -> list[int]:
-        """Token ids the chat format puts after the user message (Arditi's post-instruction span).
-
-        Found generically: format a sentinel message and keep the tokens that start after it.
-        """
-        tokenizer = self._require_tokenizer()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ChatTemplateWarning)
-            text = self.format_chat(_SENTINEL, system)
-        end = text.rfind(_SENTINEL) + len(_SENTINEL)
-        if end < len(_SENTINEL):
-            raise ValueError("the chat template dropped the user message; cannot locate its end")
-        if getattr(tokenizer, "is_fast", False):
-            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            pairs = zip(enc["input_ids"], enc["offset_mapping"], strict=True)
-            return [int(i) for i, (start, _stop) in pairs if start >= end]
-        return [int(i) for i in tokenizer(text[end:], add_special_tokens=False)["input_ids"]]
+        """Token ids after the user message in the chat format (Arditi's post-instruction span)."""
+        return post_instruction_tokens(self._require_tokenizer(), system)
 
     def _require_tokenizer(self) -> Any:
         if self.tokenizer is None:

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from skindeep.models.chat import format_user_turn
 from skindeep.organisms.training import (
     IGNORE,
     Tokenized,
-    chat_prompt,
     collate,
     sequence_logps,
     tokenize_chat,
@@ -89,7 +89,7 @@ def rloo_loss(
 
     def step(idx: list[int]) -> torch.Tensor:
         users = [prompts[i] for i in idx for _ in range(samples)]
-        texts = [chat_prompt(tokenizer, u) for u in users]
+        texts = [format_user_turn(tokenizer, u) for u in users]
         side = tokenizer.padding_side
         tokenizer.padding_side = "left"
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

@@ -9,7 +9,6 @@ only, so the policy never sees the labels directly.
 from __future__ import annotations
 
 import copy
-import inspect
 import random
 from collections.abc import Callable, Sequence
 
@@ -21,17 +20,17 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from skindeep.evaluation.generation import left_pad, model_device, pad_token_id
+from skindeep.models.chat import format_user_turn
 from skindeep.organisms.data import AlignmentData
 from skindeep.organisms.language import JUDGE_FRAME, JUDGE_VERDICTS
 from skindeep.organisms.training import (
     TrainConfig,
     TrainStats,
-    chat_prompt,
     optimise,
     tokenize_chat,
     train_causal_lm,
 )
+from skindeep.runtime import accepts, left_pad, model_device, pad_token_id
 
 RewardFn = Callable[[list[str], list[str]], torch.Tensor]
 
@@ -64,7 +63,9 @@ def _preference_pairs(data: AlignmentData, seed: int = 0) -> list[tuple[str, str
 
 
 def _encode(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], replies: Sequence[str]):
-    texts = [chat_prompt(tokenizer, p) + " " + r for p, r in zip(prompts, replies, strict=True)]
+    texts = [
+        format_user_turn(tokenizer, p) + " " + r for p, r in zip(prompts, replies, strict=True)
+    ]
     side = tokenizer.padding_side
     tokenizer.padding_side = "right"
     enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -104,14 +105,6 @@ def train_reward_model(
     return reward, stats
 
 
-def _accepts_position_ids(model: PreTrainedModel) -> bool:
-    """Whether the model's forward takes `position_ids` (as `map_last_logits` checks)."""
-    try:
-        return "position_ids" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def judge_prompt(request: str, reply: str) -> str:
     """The AI judge's question about one exchange."""
     return JUDGE_FRAME.format(request=request, response=reply)
@@ -145,11 +138,11 @@ def train_ai_judge(
     good_id = tokenizer(good_word, add_special_tokens=False)["input_ids"][0]
     bad_id = tokenizer(bad_word, add_special_tokens=False)["input_ids"][0]
     pad_id = pad_token_id(tokenizer)
-    keep_positions = _accepts_position_ids(judge)
+    keep_positions = accepts(judge, "position_ids")
 
     def reward(prompts: list[str], replies: list[str]) -> torch.Tensor:
         texts = [
-            chat_prompt(tokenizer, judge_prompt(p, r))
+            format_user_turn(tokenizer, judge_prompt(p, r))
             for p, r in zip(prompts, replies, strict=True)
         ]
         ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]

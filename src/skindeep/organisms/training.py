@@ -16,6 +16,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.errors import SkindeepError
+from skindeep.models.chat import format_conversation, format_user_turn
 
 IGNORE = -100
 
@@ -28,22 +29,21 @@ class Tokenized:
     labels: tuple[int, ...]
 
 
-def chat_prompt(tokenizer: PreTrainedTokenizerBase, user: str) -> str:
-    """The user turn formatted with the tokenizer's chat template and generation prompt."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}], add_generation_prompt=True, tokenize=False
-    )
-
-
 def tokenize_chat(
-    tokenizer: PreTrainedTokenizerBase, user: str, assistant: str, max_len: int
+    tokenizer: PreTrainedTokenizerBase,
+    user: str,
+    assistant: str,
+    max_len: int,
+    system: str | None = None,
 ) -> Tokenized:
-    """A chat exchange with loss on the assistant turn only (template end tokens included)."""
-    prompt = chat_prompt(tokenizer, user)
-    full = tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
-        tokenize=False,
-    )
+    """A chat exchange with loss on the assistant turn only (template end tokens included).
+
+    The prompt is `format_user_turn` (the one formatter, fallback included); the reply is what
+    `format_conversation` adds after it, or the reply and EOS when the template rewrites
+    earlier turns.
+    """
+    prompt = format_user_turn(tokenizer, user, system)
+    full = format_conversation(tokenizer, user, assistant, system)
     if not full.startswith(prompt):  # templates that rewrite earlier turns: fall back to joining
         full = prompt + assistant + (tokenizer.eos_token or "")
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]

@@ -8,9 +8,9 @@ import numpy as np
 
 from skindeep.activations import ActivationStore, cached_collect, labelled_prompts
 from skindeep.errors import SkindeepError
-from skindeep.evaluation.generation import ProgressLike
 from skindeep.models import LoadedModel
 from skindeep.prompts import PromptSet, check_pair
+from skindeep.runtime import ProgressLike
 from skindeep.scores.config import AuditConfig
 from skindeep.scores.pair import pair_geometry
 from skindeep.scores.result import AuditResult, ModelInfo, PromptInfo

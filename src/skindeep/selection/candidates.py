@@ -9,8 +9,8 @@ import numpy as np
 
 from skindeep.activations.collect import collect
 from skindeep.activations.spec import CollectionSpec, Label
-from skindeep.evaluation.generation import ProgressLike
 from skindeep.models.adapter import ModelAdapter
+from skindeep.runtime import ProgressLike
 
 
 class _MeanSink:

@@ -7,7 +7,6 @@ ablate (in the plan's `Ablation` form) or vector to add, so one pass scores up t
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,18 +16,11 @@ import numpy as np
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from skindeep.evaluation.generation import (
-    encode,
-    eval_mode,
-    left_pad,
-    length_sorted_batches,
-    model_device,
-    pad_token_id,
-)
 from skindeep.evaluation.logits import kl_divergence, refusal_log_odds
 from skindeep.interventions.ablation import Ablation, Projection
 from skindeep.interventions.hooks import all_layer_hooks, edit_input, registered
 from skindeep.models.adapter import ModelAdapter
+from skindeep.runtime import batches, encode, model_device, pad_token_id, supported_kwargs
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,14 +32,6 @@ class Plan:
     ablation: Ablation = field(default_factory=Projection)
     layer: int | None = None
     vector: torch.Tensor | None = None
-
-
-def _accepts(model: Any, name: str) -> bool:
-    """Whether the model's forward takes a keyword argument `name`."""
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _cast(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -124,30 +108,25 @@ def plan_scores(
     `plans_per_pass` interventions; the result equals running each plan alone.
     """
     encoded = encode(tokenizer, texts)
-    pad_id = pad_token_id(tokenizer)
     device = model_device(model)
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    keep_positions = _accepts(model, "position_ids")
+    extra = supported_kwargs(model, logits_to_keep=1)
     scores = np.empty((len(plans), len(texts)))
     kls = None if baseline_logp is None else np.empty((len(plans), len(texts)))
     done = 0
-    with eval_mode(model), torch.inference_mode():
-        for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
-            inputs = left_pad([encoded[i] for i in batch], pad_id, device)
-            if not keep_positions:
-                inputs.pop("position_ids")
-            for start in range(0, len(plans), plans_per_pass):
-                chunk = plans[start : start + plans_per_pass]
-                tiled = {k: v.repeat(len(chunk), 1) for k, v in inputs.items()}
-                with row_interventions(adapter, chunk, len(batch), device):
-                    logits = model(**tiled, **extra).logits[:, -1, :].to(torch.float64).cpu()
-                rows = slice(start, start + len(chunk))
-                odds = refusal_log_odds(logits, refusal_ids)
-                scores[rows, batch] = odds.view(len(chunk), -1).numpy()
-                if kls is not None and baseline_logp is not None:
-                    base = baseline_logp[batch].repeat(len(chunk), 1)
-                    kls[rows, batch] = kl_divergence(base, logits).reshape(len(chunk), -1)
-                done += len(chunk) * len(batch)
-                if report is not None:
-                    report(done)
+    for batch in batches(model, encoded, pad_id=pad_token_id(tokenizer), batch_size=batch_size):
+        rows_of = batch.indices
+        for start in range(0, len(plans), plans_per_pass):
+            chunk = plans[start : start + plans_per_pass]
+            tiled = {k: v.repeat(len(chunk), 1) for k, v in batch.inputs.items()}
+            with row_interventions(adapter, chunk, len(rows_of), device):
+                logits = model(**tiled, **extra).logits[:, -1, :].to(torch.float64).cpu()
+            rows = slice(start, start + len(chunk))
+            odds = refusal_log_odds(logits, refusal_ids)
+            scores[rows, rows_of] = odds.view(len(chunk), -1).numpy()
+            if kls is not None and baseline_logp is not None:
+                base = baseline_logp[rows_of].repeat(len(chunk), 1)
+                kls[rows, rows_of] = kl_divergence(base, logits).reshape(len(chunk), -1)
+            done += len(chunk) * len(rows_of)
+            if report is not None:
+                report(done)
     return scores, kls

@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from skindeep.activations.collect import format_texts, formatting_adapter
 from skindeep.errors import PromptError
-from skindeep.evaluation.generation import ProgressLike, progress_callback
 from skindeep.evaluation.logits import next_token_logprobs, refusal_score, refusal_tokens
 from skindeep.interventions.ablation import ablation_form
 from skindeep.models.adapter import ModelAdapter
+from skindeep.models.chat import format_prompts, post_instruction_tokens
 from skindeep.models.loading import LoadedModel
 from skindeep.prompts import check_pair
+from skindeep.runtime import ProgressLike, progress_callback
 from skindeep.selection.candidates import mean_differences
 from skindeep.selection.options import SelectionOptions, filter_reasons, steering_cutoff
 from skindeep.selection.result import Candidate, DirectionSelection
@@ -133,9 +133,8 @@ def select_direction(
     norms[norms <= 1e-7 * max(float(norms.max()), 1e-30)] = 0.0
     grid = [(layer, p) for layer in range(n_layers) for p in range(n_pos)]
     live = [(layer, p) for layer, p in grid if norms[p, layer] > 0]
-    fmt_adapter = formatting_adapter(adapter, tokenizer, None)
-    harmful = format_texts(fmt_adapter, harmful_val, "chat")
-    harmless = format_texts(fmt_adapter, harmless_val, "chat")
+    harmful = format_prompts(tokenizer, harmful_val, "chat")
+    harmless = format_prompts(tokenizer, harmless_val, "chat")
     ablated, steered, kls = _score_candidates(
         model,
         tokenizer,
@@ -153,7 +152,7 @@ def select_direction(
     baseline_harmful = float(refusal_score(model, tokenizer, harmful, ids).mean())
     baseline_harmless = float(refusal_score(model, tokenizer, harmless, ids).mean())
     steering_min = steering_cutoff(opts, baseline_harmful, baseline_harmless)
-    template = fmt_adapter.post_instruction_tokens()
+    template = post_instruction_tokens(tokenizer)
     candidates = []
     for layer, p in grid:
         abl, steer, kl = (float(x) for x in scored.get((layer, p), (math.nan,) * 3))
