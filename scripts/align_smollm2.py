@@ -39,7 +39,8 @@ from typing import Any
 
 import torch
 
-from skindeep.cache import atomic_write_json, cache_root, content_hash
+from skindeep.artifacts import atomic_write_json
+from skindeep.cache import cache_root, content_hash
 from skindeep.evaluation import (
     KeywordJudge,
     RefusalRate,

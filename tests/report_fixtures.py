@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from skindeep.cache import atomic_write_json
+from skindeep.artifacts import atomic_write_json
 from skindeep.dose import DoseCurve, DoseOptions, DosePoint, DoseResponse, NullBand
 from skindeep.evaluation.judges import Verdict
 from skindeep.evaluation.rates import OutcomeCounts, refusal_rate

@@ -200,7 +200,7 @@ def test_unknown_hub_id_fails_fast() -> None:
 
 
 def test_unknown_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loading, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(loading, "hub_reachable", lambda: False)
     with pytest.raises(ModelLoadError, match=r"not in the Hugging Face cache.*unreachable"):
         load_model("skindeep-test/no-such-model")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

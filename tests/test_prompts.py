@@ -124,7 +124,7 @@ def test_missing_file_and_bad_limit(tmp_path: Path) -> None:
 
 def test_from_dataset_offline_fails_fast_and_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """With the hub offline and the dataset not cached, the error says so."""
-    monkeypatch.setattr(loading, "_hub_offline", lambda: True)
+    monkeypatch.setattr(loading, "hub_offline", lambda: True)
     with pytest.raises(PromptError, match="offline or unreachable"):
         from_dataset("skindeep-test/no-such-dataset-xyz", "train")
 

@@ -30,7 +30,6 @@ from skindeep.report import (
     spectra_figure,
     write_audit,
 )
-from skindeep.report._atomic import staged_file
 from skindeep.scores import AuditConfig, AuditResult, ModelInfo, PromptInfo, pair_geometry
 
 N, L, D = 40, 4, 12
@@ -153,14 +152,6 @@ def test_figures_and_summary(result: AuditResult, tmp_path: Path) -> None:
     console.print(audit_summary_table(result))
     text = console.export_text()
     assert "GFS code (headline)" in text and "GFS paper" in text and "peak layer" in text
-
-
-def test_staged_file_cleans_up_on_error(tmp_path: Path) -> None:
-    target = tmp_path / "x.bin"
-    with pytest.raises(ValueError), staged_file(target) as tmp:
-        tmp.write_bytes(b"half")
-        raise ValueError("stop")
-    assert list(tmp_path.iterdir()) == []
 
 
 # ---- layers alignment left untouched --------------------------------------------------------

@@ -10,7 +10,7 @@ import csv
 import json
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,16 @@ MIN_PER_CLASS = 2
 def excerpt(text: str, width: int = 60) -> str:
     """A prompt (or instruction) shortened for an error message."""
     return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+
+def check_disjoint(first: Iterable[str], second: Iterable[str], what: str, fix: str) -> None:
+    """Raise PromptError when two prompt collections share a prompt: the one overlap check.
+
+    The message reads "<n> <what>, e.g. <first shared prompt>; <fix>".
+    """
+    shared = sorted(set(first) & set(second))
+    if shared:
+        raise PromptError(f"{len(shared)} {what}, e.g. {excerpt(shared[0])}; {fix}")
 
 
 @dataclass(frozen=True)
@@ -226,9 +236,9 @@ def from_dataset(
     """Load prompts from a Hugging Face dataset (the local cache when the hub is unreachable)."""
     import datasets
 
-    from skindeep.models.loading import _hub_offline, _hub_reachable
+    from skindeep.models.loading import hub_offline, hub_reachable
 
-    offline = _hub_offline() or not _hub_reachable()
+    offline = hub_offline() or not hub_reachable()
     try:
         if offline:
             with _offline_hub():
@@ -322,12 +332,12 @@ def check_pair(
                 f"the {label} set has {len(ps)} prompt(s); at least {min_per_class} per class "
                 "are needed to compare the two classes"
             )
-    shared = sorted(set(harmful) & set(harmless))
-    if shared:
-        raise PromptError(
-            f"{len(shared)} prompt(s) are in both the harmful and the harmless set, e.g. "
-            f"{excerpt(shared[0])}; a prompt must have one label"
-        )
+    check_disjoint(
+        harmful,
+        harmless,
+        "prompt(s) are in both the harmful and the harmless set",
+        "a prompt must have one label",
+    )
 
 
 ORGANISM_PREFIX = "organism:"

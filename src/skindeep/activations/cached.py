@@ -16,7 +16,8 @@ from skindeep.activations.collect import collect, template_tokenizer_of
 from skindeep.activations.hooks import Site, normalize_layers
 from skindeep.activations.spec import Label, Positions, check_labels
 from skindeep.activations.store import METADATA, STORE_FORMAT, ActivationStore, ActivationWriter
-from skindeep.cache import atomic_directory, cache_root, content_hash
+from skindeep.artifacts import atomic_directory
+from skindeep.cache import cache_root, content_hash
 from skindeep.models.chat import PromptFormat
 from skindeep.models.loading import LoadedModel
 from skindeep.runtime import ProgressLike

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from skindeep.activations.spec import CollectionSpec, Label
-from skindeep.cache import atomic_write_json
+from skindeep.artifacts import atomic_write_json
 
 STORE_FORMAT = 1
 """Version of the on-disk layout; part of cache keys."""
@@ -36,7 +36,7 @@ class ActivationWriter:
 
     A shard is written each time the buffered batches reach `shard_bytes` (default 64 MiB). The
     folder must be new or empty. For all-or-nothing writes, point it at the folder yielded
-    by `skindeep.cache.atomic_directory`.
+    by `skindeep.artifacts.atomic_directory`.
     """
 
     def __init__(self, path: str | Path, shard_bytes: int | None = None, extra: Any = None) -> None:

@@ -77,7 +77,7 @@ def build(
     Exits 1, naming them, when organisms miss their behaviour targets (unless --allow-missed);
     they stay in the cache with meets_behaviour false in organism.json.
     """
-    from skindeep.cache import atomic_write_json
+    from skindeep.artifacts import atomic_write_json
     from skindeep.organisms.spec import load_zoo_spec
     from skindeep.organisms.zoo import build_zoo, organisms_dir
 

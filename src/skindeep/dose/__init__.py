@@ -12,7 +12,7 @@ _EXPORTS = {
     **dict.fromkeys(["BASIS_KINDS", "BasisKind", "activation_basis"], ".activation"),
     **dict.fromkeys(["BasisError", "NamedBasis", "load_basis", "named_basis"], ".bases"),
     **dict.fromkeys(["AblationRun", "ablate", "check_inputs"], ".experiment"),
-    **dict.fromkeys(["dose_figure", "save_figure"], ".figure"),
+    "dose_figure": ".figure",
     **dict.fromkeys(["DEFAULT_KS", "MIN_NULL_DRAWS", "AblateConfig", "DoseOptions"], ".options"),
     **dict.fromkeys(["BASIS_BUILDERS", "BasisRequest", "build_bases", "builder_name"], ".registry"),
     **dict.fromkeys(

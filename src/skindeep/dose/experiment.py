@@ -12,17 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from skindeep.cache import atomic_write_json
+from skindeep.artifacts import atomic_write_json
 from skindeep.dose.bases import NamedBasis
 from skindeep.dose.options import DEFAULT_KS, AblateConfig, DoseOptions
 from skindeep.dose.registry import BASE_USERS, BasisRequest, build_bases, builder_name
 from skindeep.dose.result import DoseResponse
 from skindeep.dose.runner import dose_response, harmless_reference
 from skindeep.dose.weights import weight_check
-from skindeep.errors import ConfigError, PromptError
+from skindeep.errors import ConfigError
 from skindeep.interventions import Affine, Projection, bands, writer_paths
 from skindeep.models.loading import LoadedModel
-from skindeep.prompts import PromptSet, check_pair
+from skindeep.prompts import PromptSet, check_disjoint, check_pair
 from skindeep.runtime import ProgressLike
 from skindeep.selection import DirectionSelection
 
@@ -61,12 +61,13 @@ def _as_set(prompts: PromptSet | Sequence[str], name: str) -> PromptSet:
 
 def _disjoint(find: PromptSet, evaluate: PromptSet) -> None:
     """Held-out evaluation prompts must not be among those used to find directions."""
-    shared = set(find) & set(evaluate)
-    if shared:
-        raise PromptError(
-            f"{len(shared)} evaluation prompt(s) of {evaluate.source} are also used to find "
-            f"directions ({find.source}), e.g. {sorted(shared)[0]!r}; use disjoint sets"
-        )
+    check_disjoint(
+        evaluate,
+        find,
+        f"evaluation prompt(s) of {evaluate.source} are also used to find directions "
+        f"({find.source})",
+        "use disjoint sets",
+    )
 
 
 def check_inputs(

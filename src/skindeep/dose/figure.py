@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -50,17 +46,3 @@ def dose_figure(result: DoseResponse) -> Figure:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"dose-response ({result.options.mode}), {result.n_harmful} harmful prompts")
     return fig
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Write a PNG through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

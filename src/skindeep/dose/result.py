@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from skindeep.cache import atomic_write_json, finite_or_none
+from skindeep.artifacts import atomic_write_json, json_ready
 from skindeep.dose.options import DoseOptions
 from skindeep.evaluation.rates import OutcomeCounts, RefusalRate
 
@@ -37,13 +37,13 @@ class DosePoint:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes null)."""
-        rate = {k: finite_or_none(v) for k, v in asdict(self.refusal).items()}
+        rate = {k: json_ready(v) for k, v in asdict(self.refusal).items()}
         return {
             "k": self.k,
             "refusal": rate,
             "counts": self.counts.to_json(),
-            "score": finite_or_none(self.score),
-            "kl": finite_or_none(self.kl),
+            "score": json_ready(self.score),
+            "kl": json_ready(self.kl),
             "example": self.example,
         }
 
@@ -199,7 +199,8 @@ class DoseResponse:
 
     def save(self, folder: str | Path) -> tuple[Path, Path]:
         """Write dose.json and dose.png into `folder`; return both paths."""
-        from skindeep.dose.figure import dose_figure, save_figure
+        from skindeep.artifacts import save_figure
+        from skindeep.dose.figure import dose_figure
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

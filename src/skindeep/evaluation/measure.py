@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skindeep.cache import atomic_write_json, atomic_write_text, finite_or_none
+from skindeep.artifacts import atomic_write_json, atomic_write_text, json_ready
 from skindeep.errors import SkindeepError
 from skindeep.evaluation.generation import GenerationOptions, generate
 from skindeep.evaluation.judges import Judge, KeywordJudge, Verdict
@@ -61,7 +61,7 @@ class RefusalMeasurement:
 
     def to_json(self) -> dict[str, Any]:
         """The rate (null without a denominator), the counts and the settings."""
-        numbers = {k: finite_or_none(v) for k, v in asdict(self.rate).items()}
+        numbers = {k: json_ready(v) for k, v in asdict(self.rate).items()}
         return {
             **numbers,
             "counts": self.counts.to_json(),

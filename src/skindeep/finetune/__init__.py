@@ -10,7 +10,6 @@ from skindeep.finetune.config import (
 from skindeep.finetune.data import (
     Pair,
     PairSet,
-    check_disjoint,
     check_in_vocabulary,
     filter_refusals,
     identity_shift,
@@ -58,7 +57,6 @@ __all__ = [
     "TrackedSeed",
     "Tracker",
     "TrackingConfig",
-    "check_disjoint",
     "check_in_vocabulary",
     "filter_refusals",
     "finetune",

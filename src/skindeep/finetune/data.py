@@ -235,13 +235,3 @@ def organism_heldout(
         )
     source = f"organism language: {kind}, held-out topics, seed={seed}"
     return PromptSet(f"organism-{kind}-heldout", tuple(texts[:n]), source)
-
-
-def check_disjoint(evaluated: Iterable[str], used: Iterable[str], what: str) -> None:
-    """Fail when evaluation prompts overlap prompts used elsewhere (directions, training)."""
-    shared = sorted(set(evaluated) & set(used))
-    if shared:
-        raise PromptError(
-            f"{len(shared)} evaluation prompt(s) also appear in {what}, e.g. {shared[0][:60]!r}; "
-            "held-out prompts must be disjoint from them"
-        )

@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from skindeep.cache import atomic_write_json, atomic_write_text
+from skindeep.artifacts import atomic_write_json, atomic_write_text, save_figure
 from skindeep.finetune.retention import RetentionResult
 
 CELL_COLUMNS: tuple[str, ...] = (
@@ -145,8 +145,7 @@ def plot_curve(result: RetentionResult, path: Path) -> Path:
     ax.set_title(f"{Path(result.model).name}\n{method} fine-tuning on {data}", fontsize=9)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 

@@ -21,13 +21,14 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
-from skindeep.cache import atomic_write_json, cache_root, content_hash
+from skindeep.artifacts import atomic_write_json
+from skindeep.cache import cache_root, content_hash
 from skindeep.errors import SkindeepError
 from skindeep.evaluation.generation import generate
 from skindeep.evaluation.judges import KeywordJudge
 from skindeep.evaluation.rates import RefusalRate, refusal_rate, wilson_interval
 from skindeep.finetune.config import RetentionConfig
-from skindeep.finetune.data import PairSet, check_disjoint, identity_shift
+from skindeep.finetune.data import PairSet, identity_shift
 from skindeep.finetune.train import (
     check_data,
     check_targets,
@@ -38,7 +39,7 @@ from skindeep.finetune.train import (
 )
 from skindeep.models.chat import format_user_turn
 from skindeep.models.loading import fingerprint_checkpoint, load_model
-from skindeep.prompts import PromptSet
+from skindeep.prompts import PromptSet, check_disjoint
 from skindeep.runtime import encode
 
 #: Bump when training or evaluation changes results for the same inputs.
@@ -396,8 +397,16 @@ def run_retention(
     instructions = [p.instruction for p in benign.pairs]
     for name, prompts in (("harmful", harmful), ("harmless", harmless)):
         if prompts is not None:
-            check_disjoint(prompts, excluded, f"the exclusion list ({name} held-out prompts)")
-            check_disjoint(prompts, instructions, f"the benign training data ({name} prompts)")
+            for used, where in (
+                (excluded, f"the exclusion list ({name} held-out prompts)"),
+                (instructions, f"the benign training data ({name} prompts)"),
+            ):
+                check_disjoint(
+                    prompts,
+                    used,
+                    f"evaluation prompt(s) also appear in {where}",
+                    "held-out prompts must be disjoint from them",
+                )
     for seed in config.seeds:
         benign.sample(max(config.ns), seed)  # fails early when n exceeds the data
     study = _Study(source, benign, harmful, harmless, config, device, dtype)

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.special import expit
 
-from skindeep.cache import atomic_write_json
+from skindeep.artifacts import atomic_write_json
 from skindeep.evaluation.logits import refusal_score, refusal_tokens
 from skindeep.evaluation.rates import RefusalRate
 from skindeep.finetune.config import DEFAULT_ORGANISM_N, FinetuneConfig

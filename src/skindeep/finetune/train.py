@@ -18,7 +18,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from skindeep.cache import atomic_directory
+from skindeep.artifacts import atomic_directory
 from skindeep.errors import ConfigError, PromptError
 from skindeep.finetune.config import FinetuneConfig
 from skindeep.finetune.data import Pair

@@ -5,6 +5,8 @@ Inputs are numpy arrays (samples as rows: [n, d] or [n, L, d]; modification matr
 models or files. Subspace bases are [d, k] with orthonormal columns.
 """
 
+from skindeep.geometry._checks import BoolArray, FloatArray
+from skindeep.geometry._probe import stratified_split
 from skindeep.geometry.directions import (
     CPCA_ALPHAS,
     AlphaSelection,
@@ -55,7 +57,9 @@ __all__ = [
     "CPCA_ALPHAS",
     "AlphaSelection",
     "BHResult",
+    "BoolArray",
     "CPCAResult",
+    "FloatArray",
     "GFSResult",
     "LayerStatistics",
     "MMDResult",
@@ -91,4 +95,5 @@ __all__ = [
     "safety_subspace",
     "select_cpca_alpha",
     "spectral_gap_bound",
+    "stratified_split",
 ]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from skindeep.cache import atomic_directory, cache_root
+from skindeep.artifacts import atomic_directory
+from skindeep.cache import cache_root
 from skindeep.errors import ModelLoadError
 from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model
 

@@ -68,7 +68,7 @@ def _gguf_available() -> bool:
     return importlib.util.find_spec("gguf") is not None
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
     """HF_HUB_OFFLINE, read now (huggingface_hub reads it once at import)."""
     from huggingface_hub import constants
 
@@ -76,7 +76,7 @@ def _hub_offline() -> bool:
     return env or bool(constants.HF_HUB_OFFLINE)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP probe of the hub endpoint, so that no network fails fast instead of retrying."""
     from huggingface_hub import constants
 
@@ -162,12 +162,12 @@ def _resolve_hub(repo_id: str, gguf_file: str | None) -> _Resolved:
             f"{_EXPECTED}"
         ) from exc
     snapshot = Path(cached).parent if isinstance(cached, str) else None
-    offline = _hub_offline() or not _hub_reachable()
+    offline = hub_offline() or not hub_reachable()
     if offline:
         if snapshot is None:
             raise ModelLoadError(
                 f"{repo_id!r} is not a local path and not in the Hugging Face cache, and the hub "
-                f"is {'disabled (HF_HUB_OFFLINE)' if _hub_offline() else 'unreachable'}; "
+                f"is {'disabled (HF_HUB_OFFLINE)' if hub_offline() else 'unreachable'}; "
                 f"{_EXPECTED}, or download it first"
             )
         return _Resolved(repo_id, gguf_file, snapshot, local_files_only=True)

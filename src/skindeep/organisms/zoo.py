@@ -24,7 +24,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from skindeep.cache import atomic_directory, cache_root, content_hash
+from skindeep.artifacts import atomic_directory
+from skindeep.cache import cache_root, content_hash
 from skindeep.models.loading import load_tokenizer
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
 from skindeep.organisms.data import organism_data

@@ -17,10 +17,10 @@ import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from skindeep.artifacts import staged_file
 from skindeep.errors import SkindeepError
-from skindeep.geometry._checks import FloatArray
+from skindeep.geometry import FloatArray
 from skindeep.geometry.subspace import no_energy_layers
-from skindeep.report._atomic import staged_file
 from skindeep.report.plots import profile_figure, save_png, spectra_figure
 from skindeep.scores.result import AuditResult
 

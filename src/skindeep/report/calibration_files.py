@@ -13,8 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from rich.table import Table
 
+from skindeep.artifacts import staged_file
 from skindeep.calibration import KS, ROBUST_K, RunResult, run_rows
-from skindeep.report._atomic import staged_file
 from skindeep.report.plots import save_png
 from skindeep.scores.result import json_ready
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from skindeep.artifacts import json_ready, staged_file
 from skindeep.errors import SkindeepError
 from skindeep.geometry.subspace import (
     SubspaceAngleMatrix,
@@ -22,9 +23,7 @@ from skindeep.geometry.subspace import (
     compare_subspaces,
     subspace_angle_matrix,
 )
-from skindeep.report._atomic import staged_file
 from skindeep.report.audit_files import SavedSubspaces
-from skindeep.scores.result import json_ready
 
 COMPARE_FORMAT = 1
 """Version of the comparison JSON layout."""

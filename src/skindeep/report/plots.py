@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from skindeep.report._atomic import staged_file
+from skindeep.artifacts import staged_file
 from skindeep.scores.result import AuditResult
 
 _COLORS = {"code": "tab:blue", "paper": "tab:orange"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from skindeep.report._atomic import staged_file
+from skindeep.artifacts import staged_file
 from skindeep.report.plots import save_png
 from skindeep.report.rank_plots import ablation_figure, profiles_figure, spectra_figure
 from skindeep.scores.rank_audit import RankAuditResult

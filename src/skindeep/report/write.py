@@ -7,13 +7,11 @@ so a folder holding it holds a complete report.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from skindeep.cache import atomic_write_json, atomic_write_text
-from skindeep.report._atomic import staged_file
+from skindeep.artifacts import atomic_write_json, atomic_write_text, json_ready, staged_file
 from skindeep.report.document import Document, Table, Text
 from skindeep.report.html import render_html
 from skindeep.report.markdown import FIGURES, render_markdown
@@ -32,20 +30,9 @@ class ReportFiles:
     figures: tuple[Path, ...]
 
 
-def _clean(value: Any) -> Any:
-    """JSON-ready: NaN/inf become None, tuples become lists, nested containers recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def _column(values: list[Any]) -> list[Any]:
     """One parquet column: lists become text, and a column mixing text and numbers is text."""
-    values = [fmt_list(v) if isinstance(v, (list, tuple)) else _clean(v) for v in values]
+    values = [fmt_list(v) if isinstance(v, (list, tuple)) else json_ready(v) for v in values]
     if any(isinstance(v, str) for v in values):
         return [None if v is None else str(v) for v in values]
     if any(isinstance(v, float) for v in values):
@@ -72,7 +59,7 @@ def write_parquet(table: Table, path: Path) -> Path:
 def report_json(doc: Document) -> dict[str, Any]:
     """Everything the report states as numbers and words, JSON-ready."""
     texts = [b for s in doc.sections for b in s.blocks if isinstance(b, Text) and b.kind != "code"]
-    return _clean(
+    return json_ready(
         {
             "kind": f"skindeep.report.{doc.kind}",
             "title": doc.title,

@@ -14,6 +14,8 @@ from numpy.typing import ArrayLike
 
 from skindeep.errors import ConfigError, PromptError
 from skindeep.geometry import (
+    BoolArray,
+    FloatArray,
     GFSResult,
     LayerStatistics,
     SafetySubspace,
@@ -25,9 +27,8 @@ from skindeep.geometry import (
     principal_angles,
     safety_subspace,
     select_cpca_alpha,
+    stratified_split,
 )
-from skindeep.geometry._checks import BoolArray, FloatArray
-from skindeep.geometry._probe import stratified_split
 from skindeep.scores.config import AuditConfig
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from skindeep.activations import LAST_LAYER_NOTE, CollectionSpec
+from skindeep.artifacts import json_ready
 from skindeep.geometry import GFSResult
 from skindeep.prompts import PromptSet
 from skindeep.scores.config import AuditConfig
@@ -51,21 +51,6 @@ class PromptInfo:
     def of(cls, ps: PromptSet) -> PromptInfo:
         """Describe a prompt set."""
         return cls(ps.name, ps.source, len(ps))
-
-
-def json_ready(value: Any) -> Any:
-    """JSON-ready: arrays to lists, numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_ready(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 @dataclass(frozen=True)

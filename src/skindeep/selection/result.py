@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from skindeep.cache import atomic_write_json, finite_or_none
+from skindeep.artifacts import atomic_write_json, json_ready, staged_file
 from skindeep.interventions.ablation import Ablation, ablation_form
 from skindeep.selection.options import REASONS, SelectionError, SelectionOptions, steering_cutoff
 
@@ -41,7 +41,7 @@ class Candidate:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes null)."""
-        out = {k: finite_or_none(v) for k, v in asdict(self).items()}
+        out = {k: json_ready(v) for k, v in asdict(self).items()}
         return {**out, "reasons": list(self.reasons), "passed": self.passed}
 
 
@@ -144,8 +144,9 @@ class DirectionSelection:
             tensors[f"harmless_means.pos{o}"] = self.harmless_means[p]
         if self.chosen is not None:
             tensors.update(direction=self.direction, vector=self.vector, reference=self.reference)
-        save_file(
-            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
-            str(folder / "direction.safetensors"),
-        )
+        with staged_file(folder / "direction.safetensors") as tmp:
+            save_file(
+                {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()},
+                str(tmp),
+            )
         return path

@@ -22,13 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from skindeep.errors import PromptError
 from skindeep.evaluation.logits import next_token_logprobs, refusal_score, refusal_tokens
 from skindeep.interventions.ablation import ablation_form
 from skindeep.models.adapter import ModelAdapter
 from skindeep.models.chat import format_prompts, post_instruction_tokens
 from skindeep.models.loading import LoadedModel
-from skindeep.prompts import check_pair
+from skindeep.prompts import check_disjoint, check_pair
 from skindeep.runtime import ProgressLike, progress_callback
 from skindeep.selection.candidates import mean_differences
 from skindeep.selection.options import SelectionOptions, filter_reasons, steering_cutoff
@@ -45,12 +44,12 @@ def _check_sets(
     """Both pairs valid, and validation prompts disjoint from training prompts."""
     check_pair(harmful_train, harmless_train)
     check_pair(harmful_val, harmless_val)
-    shared = (set(harmful_train) | set(harmless_train)) & (set(harmful_val) | set(harmless_val))
-    if shared:
-        raise PromptError(
-            f"{len(shared)} validation prompt(s) are also training prompts, e.g. "
-            f"{sorted(shared)[0]!r}; Arditi's selection needs disjoint sets"
-        )
+    check_disjoint(
+        [*harmful_val, *harmless_val],
+        [*harmful_train, *harmless_train],
+        "validation prompt(s) are also training prompts",
+        "Arditi's selection needs disjoint sets",
+    )
 
 
 def _score_candidates(

@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from skindeep.cache import atomic_write_json, cache_root, content_hash
+from skindeep.artifacts import atomic_write_json
+from skindeep.cache import cache_root, content_hash
 from skindeep.errors import SkindeepError
 from skindeep.finetune.data import load_pairs, organism_pairs
 from skindeep.finetune.tracking import VERSION as TRACKING_VERSION

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from skindeep.cache import atomic_write_text
+from skindeep.artifacts import atomic_write_text
 
 #: Bump when a field changes meaning or is removed (adding optional fields keeps it).
 SCHEMA_VERSION = 1

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from skindeep.cache import atomic_write_text, content_hash
+from skindeep.artifacts import atomic_write_text, staged_file
+from skindeep.cache import content_hash
 from skindeep.study.assemble import cross_model, model_entry, sweep_rows
 from skindeep.study.config import StudyConfig
 from skindeep.study.executors import Executor, run_local, run_ray
@@ -93,9 +94,8 @@ def _parquet(result: StudyResult, out: Path) -> None:
         for col in frame.columns:
             if frame[col].map(lambda v: isinstance(v, (list, dict))).any():
                 frame[col] = frame[col].map(repr)
-        tmp = out / f".{name}.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out / f"{name}.parquet")
+        with staged_file(out / f"{name}.parquet") as tmp:
+            frame.to_parquet(tmp, index=False)
 
 
 def run_study(
