@@ -10,7 +10,8 @@ import pytest
 #: Modules whose docstring examples document the public API.
 MODULES = (
     "skindeep",
-    "skindeep.cache",
+    "skindeep.artifacts",
+    "skindeep.runtime",
     "skindeep.interventions.ablation",
     "skindeep.evaluation.logits",
     "skindeep.evaluation.options",

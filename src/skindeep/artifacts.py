@@ -118,7 +118,11 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def json_ready(value: Any) -> Any:
-    """JSON-ready: arrays to lists, numpy scalars to Python, NaN/inf to None (recursively)."""
+    """JSON-ready: arrays to lists, numpy scalars to Python, NaN/inf to None (recursively).
+
+    >>> json_ready({"rate": float("nan"), "d": np.array([0.5, np.inf]), "n": np.int64(3)})
+    {'rate': None, 'd': [0.5, None], 'n': 3}
+    """
     if isinstance(value, np.ndarray):
         return json_ready(value.tolist())
     if isinstance(value, dict):

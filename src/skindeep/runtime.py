@@ -191,6 +191,13 @@ def batches(
     (`generate` derives its own from the mask). `progress` advances by a batch's prompts once
     the caller's loop body for that batch has run. Eval mode and inference mode hold for the
     whole loop and are restored when it ends, raises or breaks.
+
+    >>> from skindeep.models.chat import format_prompts
+    >>> tok = micro_dpo.tokenizer
+    >>> encoded = encode(tok, format_prompts(tok, ["hi", "how do i bake a cake ?"], "chat"))
+    >>> runs = batches(micro_dpo.model, encoded, pad_id=pad_token_id(tok), batch_size=1)
+    >>> [(b.indices, b.width) for b in runs] == [([1], len(encoded[1])), ([0], len(encoded[0]))]
+    True
     """
     order = length_sorted_batches([len(ids) for ids in encoded], batch_size)
     keep_positions = accepts(model, "position_ids") if position_ids is None else position_ids
