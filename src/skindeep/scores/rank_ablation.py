@@ -18,11 +18,11 @@ from scipy.stats import spearmanr
 
 from skindeep.dose import DoseOptions, DoseResponse, dose_response, named_basis
 from skindeep.errors import ConfigError, SkindeepError
-from skindeep.evaluation.generation import ProgressLike
 from skindeep.geometry import energy_rank
 from skindeep.interventions import bands
 from skindeep.models import LoadedModel
 from skindeep.prompts import PromptSet
+from skindeep.runtime import ProgressLike
 from skindeep.scores.rank_config import RankAuditConfig
 from skindeep.scores.rank_pair import RankGeometry
 

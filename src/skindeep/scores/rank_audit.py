@@ -13,9 +13,10 @@ import numpy as np
 
 from skindeep.activations import cached_collect, labelled_prompts
 from skindeep.errors import PromptError, SkindeepError
-from skindeep.evaluation.generation import ProgressLike, PromptFormat
 from skindeep.models import LoadedModel
+from skindeep.models.chat import PromptFormat
 from skindeep.prompts import PromptSet, check_pair
+from skindeep.runtime import ProgressLike
 from skindeep.scores.audit import check_compatible, model_info
 from skindeep.scores.rank_ablation import RankAblation, rank_ablation
 from skindeep.scores.rank_config import RankAuditConfig
