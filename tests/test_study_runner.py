@@ -50,7 +50,7 @@ def test_study_json_has_every_model_and_figure(micro_study, micro_zoo):
         assert m.excluded is None and m.meets_behaviour
         assert set(m.predictors) == {
             "gfs_code", "gfs_paper", "d_peak", "c_peak", "arditi_d_peak",
-            "ablation_drop", "ablation_kl",
+            "ablation_drop", "ablation_kl", "rho_template", "rho_did", "cos_did_peak", "gap_share",
         }  # fmt: skip
         assert set(m.fragility) == {"auc", "retention", "steps_to_half", "keyword_retention"}
         assert [c.seed for c in m.curves] == list(config.tracking.seeds)

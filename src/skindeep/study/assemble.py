@@ -77,7 +77,7 @@ def _fragility(retention: dict) -> tuple[dict[str, SummaryValue], list[RefusalCu
 
 def _errors(record: dict) -> str | None:
     """The first failed step of a pipeline record, in words."""
-    for step in ("info", "audit", "ablation", "retention"):
+    for step in ("info", "audit", "ablation", "rank", "sweep", "retention"):
         rec = record.get(step)
         if isinstance(rec, dict) and "error" in rec:
             return f"{step} failed: {rec['error']}"
@@ -94,9 +94,10 @@ def model_entry(job: ModelJob, record: dict | None) -> ModelEntry:
     if record is None:
         return ModelEntry(**common, excluded=job.miss_reason or "not run")
     info = record.get("info", {})
-    audit, abl = record.get("audit") or {}, record.get("ablation") or {}
-    predictors = {k: _finite(audit.get(k)) for k in PREDICTORS if k in audit}
-    predictors.update({k: _finite(abl.get(k)) for k in PREDICTORS if k in abl})
+    predictors: dict[str, float | None] = {}
+    for step in ("audit", "ablation", "rank"):
+        rec = record.get(step) or {}
+        predictors.update({k: _finite(rec.get(k)) for k in PREDICTORS if k in rec})
     retention = record.get("retention") or {}
     baselines: dict[str, float | None] = {
         "log_params": _finite(info.get("log_params")),

@@ -28,6 +28,7 @@ TARGETS: tuple[str, ...] = ("auc", "retention", "steps_to_half", "keyword_retent
 PREDICTORS: tuple[str, ...] = (
     "gfs_code", "gfs_paper", "d_peak", "c_peak", "arditi_d_peak",
     "ablation_drop", "ablation_kl",
+    "rho_template", "rho_did", "cos_did_peak", "gap_share",
 )  # fmt: skip
 BASELINES: tuple[str, ...] = ("initial_refusal", "refusal_margin", "log_params", "weight_change")
 
@@ -92,6 +93,9 @@ class StepsConfig(BaseModel):
     """Geometry of the pair (GFS, |d|, c, Arditi |d|)."""
     ablation: bool = True
     """Select the refusal direction and measure its ablation (refusal drop, KL)."""
+    rank: bool = True
+    """Effective-rank audit (rho_eps of M_template and M_DiD, DiD direction recovery, spectral
+    gaps); raw-format activations are collected for it."""
     retention: bool = True
     """Benign fine-tuning with refusal tracked at checkpoints (the ground truth)."""
 

@@ -31,7 +31,7 @@ from skindeep.study.config import StudyConfig
 
 #: Bump a step's version when its record changes for the same inputs (the others stay cached).
 VERSIONS: dict[str, str] = {
-    "info": "1", "audit": "2", "ablation": "1", "retention": "1", "sweep": "1",
+    "info": "1", "audit": "2", "ablation": "1", "retention": "1", "rank": "1", "sweep": "1",
 }  # fmt: skip
 
 
@@ -166,6 +166,22 @@ def _retention(models: _Models, config: StudyConfig, folder: Path, done: dict) -
     }
 
 
+def _rank(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
+    """The effective-rank audit's scalar figures (no ablation, no neutral contrasts)."""
+    from skindeep.scores.rank_audit import rank_audit
+    from skindeep.scores.rank_config import RankAuditConfig
+    from skindeep.scores.rank_pair import rank_predictors
+
+    p = config.prompts
+    res = rank_audit(
+        models.get("aligned"), models.get("base"),
+        resolve_prompt_spec(p.audit_harmful, harmful=True),
+        resolve_prompt_spec(p.audit_harmless, harmful=False),
+        config=RankAuditConfig(ablate=False, batch_size=config.audit.batch_size),
+    )  # fmt: skip
+    return {k: float(v) for k, v in rank_predictors(res.geometry).items()}
+
+
 def _sweep(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     """GFS under each free choice, from the audit's cached activations (stats' `sweep_pair`);
     with `sweep_formats`, the other prompt format is collected (new forward passes)."""
@@ -199,7 +215,7 @@ def _sweep(models: _Models, config: StudyConfig, folder: Path, done: dict) -> di
 #: Each step: (models, config, its own folder for side files, earlier records) -> its record.
 STEPS: dict[str, Callable[[_Models, StudyConfig, Path, dict], dict]] = {
     "info": _info, "audit": _audit, "ablation": _ablation, "retention": _retention,
-    "sweep": _sweep,
+    "rank": _rank, "sweep": _sweep,
 }  # fmt: skip
 
 
@@ -209,6 +225,8 @@ def _step_settings(name: str, config: StudyConfig) -> Any:
     if name == "audit":
         return [config.audit.model_dump(mode="json", exclude={"cache_dir", "refresh"}),
                 p.audit_harmful, p.audit_harmless]  # fmt: skip
+    if name == "rank":
+        return [config.audit.batch_size, p.audit_harmful, p.audit_harmless]
     if name == "ablation":
         return [config.ablation_form, config.steering_threshold, p.direction_harmful,
                 p.direction_harmless]  # fmt: skip
@@ -236,7 +254,7 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
     folder = step_folder(job, config, root)
     models = _Models(job, config.device)
     out: dict[str, Any] = {"seconds": {}, "folder": str(folder)}
-    enabled = ["info"] + [s for s in ("audit", "ablation", "retention")
+    enabled = ["info"] + [s for s in ("audit", "ablation", "rank", "retention")
                           if getattr(config.steps, s)]  # fmt: skip
     if config.sweep is not None and config.steps.audit:
         enabled.append("sweep")
