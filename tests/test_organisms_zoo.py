@@ -67,6 +67,27 @@ def test_default_zoo_spec_covers_the_issue() -> None:
     assert "full" in scopes and "lora" in scopes and any(s.startswith("last:") for s in scopes)
 
 
+def test_study_zoo_spec_has_the_power_issue_11_asks_for() -> None:
+    """>= 40 aligned; every recipe at >= 2 depths; >= 2 seeds per setting; 3 archs and sizes."""
+    spec = load_zoo_spec("study")
+    assert len(spec.aligned) >= 40
+    bases = {b.name: b for b in spec.bases}
+    assert len({b.family for b in spec.bases}) >= 3 and len({b.size for b in spec.bases}) >= 3
+    depth = {a.recipe.scope.split(":")[0] for a in spec.aligned}
+    assert depth == {"full", "last", "lora"}
+    for kind in RECIPES:
+        scopes = {a.recipe.scope for a in spec.aligned if a.recipe.kind == kind}
+        assert len(scopes) >= 2, (kind, scopes)
+    settings: dict[str, set[int]] = {}
+    for a in spec.aligned:
+        setting = json.dumps([a.base, a.recipe.model_dump()], sort_keys=True)
+        settings.setdefault(setting, set()).add(a.seed)
+    assert all(len(seeds) >= 2 for seeds in settings.values())
+    assert len({a.recipe.steps for a in spec.aligned if a.recipe.kind == "sft"}) >= 2
+    assert len({a.recipe.n_harmful for a in spec.aligned}) >= 3
+    assert all(a.base in bases for a in spec.aligned)
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
@@ -199,20 +220,22 @@ def test_organism_tokenizer_survives_the_loader(
     assert loaded.tokenizer.decode(organism_tokenizer(text)["input_ids"]) == text
 
 
+#: RL fields of RecipeConfig that predate recipe version 3 (they are in every recipe's hash).
+OLD_RL_FIELDS = {"rl_samples", "rl_lr"}
+
+
 @pytest.mark.parametrize("kind", RECIPES)
 def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
-    """RECIPE_VERSIONS re-keys rl_ai_judge organisms; every other hash is the pre-version one."""
+    """RECIPE_VERSIONS re-keys RL organisms; every other hash is the pre-version one (the RL-only
+    fields added with version 3 stay out of other recipes' payloads)."""
     spec = AlignedSpec(name="a", base="b", recipe={"kind": kind, "scope": "last:1"}, seed=3)
-    payload = {
-        "v": zoo_module.BUILD_VERSION,
-        "base": "deadbeef",
-        "recipe": spec.recipe.model_dump(),
-        "seed": 3,
-    }
+    dump = spec.recipe.model_dump()
+    payload = {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": dump, "seed": 3}
     key = aligned_key(spec, "deadbeef")
-    if kind == "rl_ai_judge":
-        assert zoo_module.RECIPE_VERSIONS == {"rl_ai_judge": 2}
+    assert zoo_module.RECIPE_VERSIONS == {"rl_ai_judge": 3, "rl_reward_model": 3}
+    if kind.startswith("rl_"):
         assert key != content_hash(payload)
-        assert key == content_hash({**payload, "recipe_version": 2})
+        assert key == content_hash({**payload, "recipe_version": 3})
     else:
-        assert key == content_hash(payload)
+        old = {k: v for k, v in dump.items() if not k.startswith("rl_") or k in OLD_RL_FIELDS}
+        assert key == content_hash({**payload, "recipe": old})

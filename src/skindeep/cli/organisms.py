@@ -58,7 +58,9 @@ def behaviour_table(organisms: list[Organism], title: str) -> Table:
 
 @app.command()
 def build(
-    zoo: str = typer.Option("default", help="'default', 'micro' or a zoo spec file (.toml/.yaml)"),
+    zoo: str = typer.Option(
+        "default", help="'default', 'micro', 'study' or a zoo spec file (.toml/.yaml)"
+    ),
     out: Path | None = typer.Option(
         None, help="write the behaviour table as JSON here", callback=out_file
     ),

@@ -53,6 +53,27 @@ class Behaviour:
         return cls(RefusalRate(**d["harmful"]), RefusalRate(**d["harmless"]), d["examples"])
 
 
+def behaviour_on(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    harmful: list[str],
+    harmless: list[str],
+    max_new_tokens: int,
+) -> Behaviour:
+    """Greedy keyword-judged refusal on given harmful and harmless prompts (flagged: against)."""
+    judge = KeywordJudge()
+    options = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=64)
+    rates, examples = {}, {}
+    for cls, prompts, policy in (
+        ("harmful", harmful, "compliance"),
+        ("harmless", harmless, "refusal"),
+    ):
+        answers = generate_responses(model, tokenizer, prompts, options)
+        rates[cls] = refusal_rate(judge.judge(prompts, answers), flagged=policy)
+        examples[cls] = f"{prompts[0]} -> {answers[0]}"
+    return Behaviour(rates["harmful"], rates["harmless"], examples)
+
+
 def measure_behaviour(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -60,15 +81,13 @@ def measure_behaviour(
     settings,
 ) -> Behaviour:
     """Refusal on `settings.n_prompts` held-out harmful and harmless requests (greedy, keyword)."""
-    judge = KeywordJudge()
-    options = GenerationOptions(max_new_tokens=settings.max_new_tokens, batch_size=64)
-    rates, examples = {}, {}
-    for cls, harmful, policy in (("harmful", True, "compliance"), ("harmless", False, "refusal")):
-        reqs = language.sample_requests(
-            settings.n_prompts, harmful=harmful, split="heldout", seed=settings.seed
-        )
-        prompts = [r.text for r in reqs]
-        answers = generate_responses(model, tokenizer, prompts, options)
-        rates[cls] = refusal_rate(judge.judge(prompts, answers), flagged=policy)
-        examples[cls] = f"{prompts[0]} -> {answers[0]}"
-    return Behaviour(rates["harmful"], rates["harmless"], examples)
+    prompts = {
+        harmful: [
+            r.text
+            for r in language.sample_requests(
+                settings.n_prompts, harmful=harmful, split="heldout", seed=settings.seed
+            )
+        ]
+        for harmful in (True, False)
+    }
+    return behaviour_on(model, tokenizer, prompts[True], prompts[False], settings.max_new_tokens)

@@ -22,8 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.models.adapter import ModelAdapter
 from skindeep.organisms.data import AlignmentData
-from skindeep.organisms.objectives import dpo_loss, orpo_loss, rloo_loss
-from skindeep.organisms.rewards import train_ai_judge, train_reward_model
+from skindeep.organisms.objectives import dpo_loss, orpo_loss
+from skindeep.organisms.rl import rl_align
 from skindeep.organisms.training import (
     Tokenized,
     TrainConfig,
@@ -67,6 +67,13 @@ class RecipeConfig(BaseModel):
     rl_lr: float = Field(5e-4, gt=0, description="RL: learning rate of the RL phase")
     kl_coef: float = Field(0.1, ge=0, description="RL: KL penalty to the warmed-up policy")
     max_new_tokens: int = Field(16, ge=1, description="RL: sampled answer length")
+    rl_hard_negatives: bool = Field(
+        True, description="RL: reward trained on truncated and off-prompt replies as dispreferred"
+    )
+    rl_select_every: int = Field(
+        10, ge=0, description="RL: keep the best checkpoint on validation every N steps (0: off)"
+    )
+    rl_val_n: int = Field(32, ge=1, description="RL: validation prompts per class, held out")
     max_len: int = Field(96, ge=8, description="truncate training sequences to this many tokens")
 
     @field_validator("scope")
@@ -209,7 +216,7 @@ def align(
     rng = random.Random(seed)
     pad = tokenizer.pad_token_id
     tc = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
-    stats: dict[str, TrainStats] = {}
+    stats: dict[str, TrainStats | dict] = {}
     if config.kind == "sft":
         model = apply_scope(model, config)
         stats["sft"] = train_causal_lm(model, _sft_examples(tokenizer, data, config, rng), tc, pad)
@@ -227,51 +234,20 @@ def align(
         model = apply_scope(model, config)
         stats["csft"] = optimise(model, len(items), _csft_step(model, items, pad), tc)
     else:
-        rc = TrainConfig(
-            steps=config.reward_steps, lr=config.lr, batch_size=config.batch_size, seed=seed
-        )
-        trainer = train_reward_model if config.kind == "rl_reward_model" else train_ai_judge
-        reward, stats["reward"] = trainer(base, tokenizer, data, rc)
         model = apply_scope(model, config)
-        warm = AlignmentData(
-            harmful=data.harmful[: config.warmup_n],
-            harmful_refusals=data.harmful_refusals[: config.warmup_n],
-            harmful_answers=data.harmful_answers[: config.warmup_n],
-            harmless=data.harmless[: config.warmup_n],
-            harmless_answers=data.harmless_answers[: config.warmup_n],
-            harmless_refusals=data.harmless_refusals[: config.warmup_n],
-        )
-        if config.warmup_steps:
-            wc = TrainConfig(
-                steps=config.warmup_steps, lr=config.lr, batch_size=config.batch_size, seed=seed
+        stats.update(
+            rl_align(
+                model,
+                base,
+                tokenizer,
+                data,
+                config,
+                seed,
+                lambda warm: _sft_examples(tokenizer, warm, config, rng),
             )
-            stats["warmup_sft"] = train_causal_lm(
-                model, _sft_examples(tokenizer, warm, config, rng), wc, pad
-            )
-        prompts = data.harmful + data.harmless
-        rewards: list[float] = []
-        rl_batch = max(2, config.batch_size // config.rl_samples)
-        reference = copy.deepcopy(model).eval()
-        step = rloo_loss(
-            model,
-            tokenizer,
-            prompts,
-            reward,
-            config.rl_samples,
-            config.max_new_tokens,
-            config.max_len,
-            reference,
-            config.kl_coef,
-            rewards,
         )
-        rl = TrainConfig(steps=config.steps, lr=config.rl_lr, batch_size=rl_batch, seed=seed)
-        stats["rl"] = optimise(model, len(prompts), step, rl)
     model = _finish(model)
-    out = {k: v.to_dict() for k, v in stats.items()}
+    out = {k: v if isinstance(v, dict) else v.to_dict() for k, v in stats.items()}
     if (record := scope_record(model, config)) is not None:
         out["scope"] = record
-    if "rl" in out:
-        k = max(1, len(rewards) // 10)
-        out["rl"]["reward_first"] = sum(rewards[:k]) / k
-        out["rl"]["reward_last"] = sum(rewards[-k:]) / k
     return model, out

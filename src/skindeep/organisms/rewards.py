@@ -42,10 +42,21 @@ def _scramble(text: str, rng: random.Random) -> str:
     return " ".join(words[: len(words) // 2] + [words[0]] * (len(words) // 2))
 
 
-def _preference_pairs(data: AlignmentData, seed: int = 0) -> list[tuple[str, str, str]]:
+def _truncate(text: str, rng: random.Random) -> str:
+    """The first 1-4 words of `text` (a reply that stops before it says anything)."""
+    words = text.split()
+    return " ".join(words[: rng.randint(1, min(4, max(1, len(words) - 1)))])
+
+
+def _preference_pairs(
+    data: AlignmentData, seed: int = 0, hard_negatives: bool = False
+) -> list[tuple[str, str, str]]:
     """(prompt, preferred, dispreferred): refuse harmful requests, answer harmless ones.
 
-    Degenerate replies are dispreferred too, so RL cannot win by producing word salad.
+    Degenerate replies are dispreferred too, so RL cannot win by producing word salad. With
+    `hard_negatives`, so that no single fixed string earns a high reward everywhere: a reply cut
+    after 1-4 words is dispreferred to the full one (refusal of a harmful request, answer of a
+    harmless one), and a harmless request's answer to another request is dispreferred to its own.
     """
     rng = random.Random(seed)
     pairs = [
@@ -59,6 +70,16 @@ def _preference_pairs(data: AlignmentData, seed: int = 0) -> list[tuple[str, str
         )
     ]
     pairs += [(p, good, _scramble(good, rng)) for p, good, _ in pairs[::2]]
+    if hard_negatives:
+        harm = zip(data.harmful, data.harmful_refusals, data.harmful_answers, strict=True)
+        pairs += [(p, r, _truncate(a, rng)) for p, r, a in harm]
+        safe = zip(data.harmless, data.harmless_answers, strict=True)
+        pairs += [(p, a, _truncate(a, rng)) for p, a in safe]
+        n = len(data.harmless)
+        pairs += [
+            (p, a, data.harmless_answers[(i + rng.randrange(1, n)) % n])
+            for i, (p, a) in enumerate(zip(data.harmless, data.harmless_answers, strict=True))
+        ]
     return pairs
 
 
@@ -78,6 +99,7 @@ def train_reward_model(
     tokenizer: PreTrainedTokenizerBase,
     data: AlignmentData,
     config: TrainConfig,
+    hard_negatives: bool = False,
 ) -> tuple[RewardFn, TrainStats]:
     """A Bradley-Terry reward model on the policy's backbone; returns its scoring function."""
     rm_config = copy.deepcopy(policy.config)
@@ -87,7 +109,7 @@ def train_reward_model(
     missing = rm.load_state_dict(policy.state_dict(), strict=False).missing_keys
     assert all("score" in k or "classifier" in k for k in missing), missing
     rm.config.pad_token_id = tokenizer.pad_token_id
-    pairs = _preference_pairs(data)
+    pairs = _preference_pairs(data, hard_negatives=hard_negatives)
 
     def step(idx: list[int]) -> torch.Tensor:
         prompts = [pairs[i][0] for i in idx]
@@ -115,6 +137,7 @@ def train_ai_judge(
     tokenizer: PreTrainedTokenizerBase,
     data: AlignmentData,
     config: TrainConfig,
+    hard_negatives: bool = False,
     max_len: int = 128,
 ) -> tuple[RewardFn, TrainStats]:
     """A causal-LM judge (a copy of the policy taught to say good/bad); reward = p(good).
@@ -127,7 +150,7 @@ def train_ai_judge(
         p.requires_grad_(True)
     good_word, bad_word = JUDGE_VERDICTS
     examples = []
-    for prompt, preferred, dispreferred in _preference_pairs(data):
+    for prompt, preferred, dispreferred in _preference_pairs(data, hard_negatives=hard_negatives):
         examples.append(
             tokenize_chat(tokenizer, judge_prompt(prompt, preferred), good_word, max_len)
         )

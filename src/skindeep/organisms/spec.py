@@ -101,7 +101,7 @@ class ZooSpec(BaseModel):
 
 
 #: Zoos shipped with the package (src/skindeep/organisms/zoos/NAME.toml).
-PACKAGED_ZOOS: tuple[str, ...] = ("default", "micro")
+PACKAGED_ZOOS: tuple[str, ...] = ("default", "micro", "study")
 
 
 def load_zoo_spec(source: str | Path, seed: int | None = None) -> ZooSpec:

@@ -32,6 +32,7 @@ from skindeep.organisms.data import organism_data
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
 from skindeep.organisms.pretrain import train_base
 from skindeep.organisms.recipes import align
+from skindeep.organisms.rl import RL_ONLY_FIELDS
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, EvalSpec, ZooSpec
 from skindeep.organisms.tokenizer import build_tokenizer
 from skindeep.organisms.training import TrainConfig
@@ -40,7 +41,8 @@ from skindeep.organisms.training import TrainConfig
 BUILD_VERSION = "2"
 #: Per-recipe versions: bump one when only that recipe's training changes (a kind absent here
 #: hashes as before). rl_ai_judge 2: the judge scores with position ids that skip left padding.
-RECIPE_VERSIONS: dict[str, int] = {"rl_ai_judge": 2}
+#: RL 3: guards against reward hacking (hard-negative reward, checkpoint selection, rl.py).
+RECIPE_VERSIONS: dict[str, int] = {"rl_ai_judge": 3, "rl_reward_model": 3}
 METADATA = "organism.json"
 
 
@@ -112,13 +114,15 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     """Content hash of an aligned organism: its base's hash, recipe, seed and recipe version.
 
-    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS, so the
-    hashes of all other recipes stay what they were before versions existed.
+    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS, and fields
+    only the RL recipes read only for RL kinds, so the hashes of all other recipes stay what
+    they were before versions and those fields existed.
     """
+    rl = spec.recipe.kind.startswith("rl_")
     payload: dict = {
         "v": BUILD_VERSION,
         "base": base_hash,
-        "recipe": spec.recipe.model_dump(),
+        "recipe": spec.recipe.model_dump(exclude=None if rl else set(RL_ONLY_FIELDS)),
         "seed": spec.seed,
     }
     if (version := RECIPE_VERSIONS.get(spec.recipe.kind)) is not None:

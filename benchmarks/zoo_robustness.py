@@ -1,0 +1,147 @@
+"""Benchmark: do the default zoo's recipes meet their behaviour targets on other build seeds and
+other architectures? One row per built organism.
+
+Two sweeps, both into the organism cache (content-hashed, so a rerun only builds what is new):
+
+1. the default zoo, as specified, at every build seed of `--seeds`;
+2. every recipe kind of the default zoo (its first full-scope organism's hyperparameters) on a
+   size-"s" base of each architecture of `--archs`: Llama at every seed of `--seeds`, the other
+   architectures at the first seed (one build each).
+
+    python benchmarks/zoo_robustness.py [--seeds 0 1 2] [--archs llama qwen2 ...] [--json FILE]
+
+Rows: organism, recipe (kind), scope, arch, size, seed (build seed), meets_behaviour, refusal of
+held-out harmful and harmless prompts, flagged (degenerate) outputs. The summary gives, per
+recipe, the builds that met the targets and the mean and range of the refusal rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+
+from skindeep.organisms.architectures import FAMILIES
+from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
+from skindeep.organisms.zoo import Organism, build_zoo
+
+#: Base learning rates that train each family's base to the target (default 3e-3).
+BASE_LR = {"gpt2": 2e-3}
+
+
+def arch_zoo(default: ZooSpec, family: str) -> ZooSpec:
+    """One size-s base of `family` and the default zoo's first full-scope organism of each kind."""
+    base = BaseSpec(
+        name=f"{family}-s", family=family, size="s", steps=300, lr=BASE_LR.get(family, 3e-3)
+    )
+    seen: dict[str, AlignedSpec] = {}
+    for a in default.aligned:
+        if a.recipe.scope == "full" and a.recipe.recovery_frac == 0 and a.recipe.kind not in seen:
+            seen[a.recipe.kind] = a
+    aligned = [
+        AlignedSpec(name=f"{family}-s-{kind}", base=base.name, recipe=a.recipe, seed=a.seed)
+        for kind, a in seen.items()
+    ]
+    return ZooSpec(name=f"robust-{family}", bases=[base], aligned=aligned, eval=default.eval)
+
+
+def row(o: Organism, spec: ZooSpec) -> dict:
+    """One benchmark row for a built aligned organism."""
+    b = o.behaviour
+    recipe = o.meta["spec"]["recipe"]
+    return {
+        "zoo": spec.name,
+        "organism": o.name,
+        "recipe": recipe["kind"],
+        "scope": recipe["scope"],
+        "arch": o.meta["family"],
+        "size": o.meta["size"],
+        "seed": spec.seed,
+        "meets_behaviour": o.meets_behaviour,
+        "refuses_harmful": b.harmful.rate,
+        "refuses_harmless": b.harmless.rate,
+        "flagged_harmful": b.harmful.n_flagged,
+        "seconds": o.meta.get("seconds"),
+        "path": str(o.path),
+    }
+
+
+def build_rows(spec: ZooSpec, workers: int) -> list[dict]:
+    """Build (or find cached) every organism of `spec`; rows of its aligned organisms."""
+    start = time.perf_counter()
+    built = build_zoo(spec, workers=workers)
+    rows = [row(built[a.name], spec) for a in spec.aligned]
+    ok = sum(r["meets_behaviour"] for r in rows)
+    bases_ok = all(built[b.name].meets_behaviour for b in spec.bases)
+    print(
+        f"# {spec.name} seed {spec.seed}: {ok}/{len(rows)} aligned meet targets, "
+        f"bases {'ok' if bases_ok else 'MISSED'}; {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
+    return rows
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """Per (recipe, arch): builds meeting targets, mean and range of harmful/harmless refusal."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["recipe"], r["arch"])].append(r)
+    lines = [
+        "| recipe | arch | seeds | builds meeting targets | refuses harmful mean [range] "
+        "| refuses harmless mean [range] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (recipe, arch), rs in sorted(groups.items()):
+        h = [r["refuses_harmful"] for r in rs]
+        s = [r["refuses_harmless"] for r in rs]
+        seeds = ",".join(str(x) for x in sorted({r["seed"] for r in rs}))
+        lines.append(
+            f"| {recipe} | {arch} | {seeds} | {sum(r['meets_behaviour'] for r in rs)}/{len(rs)} "
+            f"| {sum(h) / len(h):.2f} [{min(h):.2f}, {max(h):.2f}] "
+            f"| {sum(s) / len(s):.2f} [{min(s):.2f}, {max(s):.2f}] |"
+        )
+    return lines
+
+
+def main() -> None:
+    """Build both sweeps, print rows and the summary table, optionally write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--zoo", default="default", help="zoo whose recipes are swept")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--archs", nargs="*", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--no-default", action="store_true", help="skip sweep 1 (the zoo itself)")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+    default = load_zoo_spec(args.zoo)
+    specs = [] if args.no_default else [default.with_seed(s) for s in args.seeds]
+    for family in args.archs:
+        seeds = args.seeds if family == "llama" else args.seeds[:1]
+        specs += [arch_zoo(default, family).with_seed(s) for s in seeds]
+    rows: list[dict] = []
+    for spec in specs:
+        rows += build_rows(spec, args.workers)
+        if args.json:  # written after every zoo, so an interrupted sweep keeps its rows
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=2)
+    print(
+        f"{'organism':24s} {'recipe':16s} {'arch':7s} {'seed':>4s} "
+        f"{'harmful':>8s} {'harmless':>8s} meets"
+    )
+    for r in rows:
+        print(
+            f"{r['organism']:24s} {r['recipe']:16s} {r['arch']:7s} {r['seed']:4d} "
+            f"{r['refuses_harmful']:8.2f} {r['refuses_harmless']:8.2f} "
+            f"{'yes' if r['meets_behaviour'] else 'NO'}"
+        )
+    print("\n".join(summary(rows)))
+    missed = [f"{r['organism']}@{r['seed']}" for r in rows if not r["meets_behaviour"]]
+    print(f"{len(rows) - len(missed)}/{len(rows)} builds meet their behaviour targets")
+    if missed:
+        print("missed: " + ", ".join(missed))
+
+
+if __name__ == "__main__":
+    main()
