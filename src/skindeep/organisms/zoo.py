@@ -149,7 +149,8 @@ Report = Callable[[str, str], None]
 
 @contextmanager
 def _single_thread() -> Iterator[None]:
-    """Organisms train on one thread: faster for tiny matrices, and bit-identical everywhere."""
+    """Organisms train on one thread: faster for tiny matrices, and bit-identical for any
+    `workers` on one machine (another CPU picks other float kernels: README)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
