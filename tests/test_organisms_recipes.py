@@ -93,6 +93,9 @@ def test_every_recipe_trains_and_is_seeded(organism_tokenizer, kind: str) -> Non
     if kind.startswith("rl_"):
         assert {"reward", "warmup_sft", "rl"} <= set(stats)
         assert 0.0 <= stats["rl"]["reward_first"] <= 1.0
+        # checkpoint selection scored the final step on the held-out quarter (2 per class)
+        assert stats["rl"]["n_validation"] == 2 and stats["rl"]["validation"][-1][0] == 2
+        assert stats["rl"]["selected_step"] in [s for s, _ in stats["rl"]["validation"]]
 
 
 def _tied_llama(tok: PreTrainedTokenizerBase) -> PreTrainedModel:
@@ -182,3 +185,50 @@ def test_ai_judge_score_does_not_depend_on_batch_padding(organism_tokenizer) -> 
     assert batched.shape == (2,)
     assert abs(float(alone[0]) - float(batched[0])) < 1e-5
     assert abs(float(reward([long[0]], [long[1]])[0]) - float(batched[1])) < 1e-5
+
+
+def test_validation_split_holds_out_the_tail_of_each_class() -> None:
+    from skindeep.organisms.rl import split_validation
+
+    data = organism_data(DEFAULT_LANGUAGE, 40, 20, seed=0)
+    train, val = split_validation(data, 8)
+    assert val is not None and (len(val.harmful), len(val.harmless)) == (5, 5)  # 20 // 4
+    assert train.harmful + val.harmful == data.harmful
+    assert train.harmless_answers + val.harmless_answers == data.harmless_answers
+    assert not set(val.harmful) & set(train.harmful)
+    assert split_validation(organism_data(DEFAULT_LANGUAGE, 3, 3, seed=0), 8)[1] is None
+
+
+def test_optimise_stops_when_the_callback_says_so(organism_tokenizer) -> None:
+    from skindeep.organisms.training import optimise
+
+    model = build_model("llama", "xs", organism_tokenizer, seed=0)
+    seen: list[int] = []
+
+    def on_step(step: int, loss: float) -> bool:
+        seen.append(step)
+        return step == 2
+
+    w = torch.nn.Parameter(torch.ones(3))
+    model.register_parameter("probe", w)
+    for p in model.parameters():
+        p.requires_grad_(p is w)
+    stats = optimise(
+        model, 4, lambda idx: (w**2).sum(), TrainConfig(steps=10, batch_size=2), on_step
+    )
+    assert seen == [0, 1, 2] and stats.steps == 3 and len(stats.losses) == 3
+
+
+def test_hard_negatives_make_no_fixed_reply_preferred_everywhere() -> None:
+    """Every reply that is preferred somewhere is dispreferred for some other prompt or as a cut."""
+    from skindeep.organisms.rewards import _preference_pairs
+
+    data = organism_data(DEFAULT_LANGUAGE, 16, 16, seed=0)
+    plain = _preference_pairs(data)
+    hard = _preference_pairs(data, hard_negatives=True)
+    assert hard[: len(plain)] == plain and len(hard) == len(plain) + 48
+    cut_words = [len(bad.split()) for p, _, bad in hard[len(plain) : len(plain) + 32]]
+    assert min(cut_words) >= 1 and max(cut_words) <= 4
+    swapped = hard[len(plain) + 32 :]  # another request's answer
+    assert all(p in data.harmless and bad in data.harmless_answers for p, _, bad in swapped)
+    assert sum(bad != good for _, good, bad in swapped) >= 14

@@ -6,7 +6,8 @@ everything while its reward rose): the reward is trained with hard negatives so 
 fixed string scores well everywhere (`rewards._preference_pairs`); a KL penalty to the warmed-up
 policy (`kl_coef`); and checkpoint selection on held-out behaviour: every `rl_select_every` RL
 steps the policy's greedy refusal is measured on validation prompts that neither the reward nor
-the policy trained on, and the best RL checkpoint is kept (never the warm-up itself).
+the policy trained on, the best RL checkpoint is kept (never the warm-up itself), and training
+stops early once the policy has clearly left it behind.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from skindeep.organisms.objectives import rloo_loss
 from skindeep.organisms.rewards import train_ai_judge, train_reward_model
 from skindeep.organisms.training import TrainConfig, TrainStats, optimise, train_causal_lm
 
+#: Early stopping: RL stops once PATIENCE checks in a row score STOP_DROP below the best one.
+PATIENCE = 2
+STOP_DROP = 0.2
 #: Fields of RecipeConfig read only by the RL recipes (left out of other recipes' hashes).
 RL_ONLY_FIELDS: frozenset[str] = frozenset({"rl_hard_negatives", "rl_select_every", "rl_val_n"})
 

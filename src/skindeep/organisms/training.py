@@ -141,9 +141,12 @@ def optimise(
     n_items: int,
     step_loss: Callable[[list[int]], torch.Tensor],
     config: TrainConfig,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, float], bool | None] | None = None,
 ) -> TrainStats:
     """Minimise `step_loss(batch_indices)` over the trainable parameters for `config.steps` steps.
+
+    `on_step(step, loss)` runs after each step; returning True stops training there (early
+    stopping; `steps` in the stats is then the number of steps taken).
 
     Batches are drawn without replacement from a seeded permutation of `range(n_items)`,
     reshuffled each epoch, so the same seed and data reproduce the same weights. A loss that is
@@ -183,12 +186,12 @@ def optimise(
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(value)
-        if on_step is not None:
-            on_step(step, losses[-1])
+        if on_step is not None and on_step(step, losses[-1]):
+            break
     model.eval()
     k = max(1, len(losses) // 10)
     return TrainStats(
-        steps=config.steps,
+        steps=len(losses),
         n_examples=n_items,
         trainable_params=sum(p.numel() for p in params),
         seconds=round(time.perf_counter() - start, 3),
