@@ -3,10 +3,10 @@ other architectures? One row per built organism.
 
 Two sweeps, both into the organism cache (content-hashed, so a rerun only builds what is new):
 
-1. the default zoo, as specified, at every build seed of `--seeds`;
-2. every recipe kind of the default zoo (its first full-scope organism's hyperparameters) on a
+1. every recipe kind of the default zoo (its first full-scope organism's hyperparameters) on a
    size-"s" base of each architecture of `--archs`: Llama at every seed of `--seeds`, the other
-   architectures at the first seed (one build each).
+   architectures at the first seed (one build each);
+2. the default zoo, as specified, at every build seed of `--seeds` (skip: `--no-default`).
 
     python benchmarks/zoo_robustness.py [--seeds 0 1 2] [--archs llama qwen2 ...] [--json FILE]
 
@@ -116,10 +116,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     default = load_zoo_spec(args.zoo)
-    specs = [] if args.no_default else [default.with_seed(s) for s in args.seeds]
+    specs = []  # the architecture sweep first: it covers every recipe kind soonest
     for family in args.archs:
         seeds = args.seeds if family == "llama" else args.seeds[:1]
         specs += [arch_zoo(default, family).with_seed(s) for s in seeds]
+    specs += [] if args.no_default else [default.with_seed(s) for s in args.seeds]
     rows: list[dict] = []
     for spec in specs:
         rows += build_rows(spec, args.workers)
