@@ -220,14 +220,12 @@ def test_organism_tokenizer_survives_the_loader(
     assert loaded.tokenizer.decode(organism_tokenizer(text)["input_ids"]) == text
 
 
-#: RL fields of RecipeConfig that predate recipe version 3 (they are in every recipe's hash).
-OLD_RL_FIELDS = {"rl_samples", "rl_lr"}
-
-
 @pytest.mark.parametrize("kind", RECIPES)
 def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
-    """RECIPE_VERSIONS re-keys RL organisms; every other hash is the pre-version one (the RL-only
-    fields added with version 3 stay out of other recipes' payloads)."""
+    """RECIPE_VERSIONS re-keys RL organisms; every other recipe hashes as before version 3: the
+    RL-only fields stay out and the RL fields keep their old defaults in its payload."""
+    from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
+
     spec = AlignedSpec(name="a", base="b", recipe={"kind": kind, "scope": "last:1"}, seed=3)
     dump = spec.recipe.model_dump()
     payload = {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": dump, "seed": 3}
@@ -237,5 +235,11 @@ def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
         assert key != content_hash(payload)
         assert key == content_hash({**payload, "recipe_version": 3})
     else:
-        old = {k: v for k, v in dump.items() if not k.startswith("rl_") or k in OLD_RL_FIELDS}
+        old = {k: v for k, v in dump.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
+        assert old["kl_coef"] == 0.1 and dump["kl_coef"] != 0.1
         assert key == content_hash({**payload, "recipe": old})
+        # a micro-zoo folder name built before version 3 (tests/conftest.py builds it)
+        if kind == "sft":
+            micro = load_zoo_spec("micro")
+            org = next(a for a in micro.aligned if a.name == "micro-llama-sft-full")
+            assert aligned_key(org, "d7a7bbd2eed3be6c") == "4f369c9503914388"

@@ -60,12 +60,12 @@ class RecipeConfig(BaseModel):
     beta: float = Field(0.1, gt=0, description="DPO beta / ORPO lambda")
     nll_weight: float = Field(1.0, ge=0, description="DPO: weight of the chosen-answer NLL (RPO)")
     low_quality_weight: float = Field(0.1, ge=0, le=1, description="C-SFT weight of the bad class")
-    warmup_steps: int = Field(40, ge=0, description="RL: SFT warm-up steps before RL")
-    warmup_n: int = Field(48, ge=2, description="RL: harmful examples in the SFT warm-up")
-    reward_steps: int = Field(60, ge=1, description="RL: steps to train the reward model/judge")
+    warmup_steps: int = Field(60, ge=0, description="RL: SFT warm-up steps before RL")
+    warmup_n: int = Field(96, ge=2, description="RL: examples per class in the SFT warm-up")
+    reward_steps: int = Field(150, ge=1, description="RL: steps to train the reward model/judge")
     rl_samples: int = Field(4, ge=2, description="RL: samples per prompt (RLOO group)")
-    rl_lr: float = Field(5e-4, gt=0, description="RL: learning rate of the RL phase")
-    kl_coef: float = Field(0.1, ge=0, description="RL: KL penalty to the warmed-up policy")
+    rl_lr: float = Field(2e-4, gt=0, description="RL: learning rate of the RL phase")
+    kl_coef: float = Field(0.5, ge=0, description="RL: KL penalty to the warmed-up policy")
     max_new_tokens: int = Field(16, ge=1, description="RL: sampled answer length")
     rl_hard_negatives: bool = Field(
         True, description="RL: reward trained on truncated and off-prompt replies as dispreferred"

@@ -29,6 +29,15 @@ PATIENCE = 2
 STOP_DROP = 0.2
 #: Fields of RecipeConfig read only by the RL recipes (left out of other recipes' hashes).
 RL_ONLY_FIELDS: frozenset[str] = frozenset({"rl_hard_negatives", "rl_select_every", "rl_val_n"})
+#: Defaults of RL fields before recipe version 3. Other recipes ignore these fields but always
+#: hashed them, so their hashes keep these values whatever the defaults are now.
+LEGACY_RL_DEFAULTS: dict[str, float] = {
+    "warmup_steps": 40,
+    "warmup_n": 48,
+    "reward_steps": 60,
+    "rl_lr": 5e-4,
+    "kl_coef": 0.1,
+}
 
 
 def _subset(data: AlignmentData, harm: slice, safe: slice) -> AlignmentData:

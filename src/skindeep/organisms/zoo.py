@@ -32,7 +32,7 @@ from skindeep.organisms.data import organism_data
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
 from skindeep.organisms.pretrain import train_base
 from skindeep.organisms.recipes import align
-from skindeep.organisms.rl import RL_ONLY_FIELDS
+from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, EvalSpec, ZooSpec
 from skindeep.organisms.tokenizer import build_tokenizer
 from skindeep.organisms.training import TrainConfig
@@ -114,17 +114,15 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     """Content hash of an aligned organism: its base's hash, recipe, seed and recipe version.
 
-    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS, and fields
-    only the RL recipes read only for RL kinds, so the hashes of all other recipes stay what
-    they were before versions and those fields existed.
+    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS. Fields only
+    the RL recipes read are hashed for RL kinds only, at their pre-version-3 defaults for others
+    (they never change those weights), so the hashes of all other recipes stay what they were.
     """
-    rl = spec.recipe.kind.startswith("rl_")
-    payload: dict = {
-        "v": BUILD_VERSION,
-        "base": base_hash,
-        "recipe": spec.recipe.model_dump(exclude=None if rl else set(RL_ONLY_FIELDS)),
-        "seed": spec.seed,
-    }
+    recipe = spec.recipe.model_dump()
+    if not spec.recipe.kind.startswith("rl_"):
+        recipe = {k: v for k, v in recipe.items() if k not in RL_ONLY_FIELDS}
+        recipe.update(LEGACY_RL_DEFAULTS)
+    payload: dict = {"v": BUILD_VERSION, "base": base_hash, "recipe": recipe, "seed": spec.seed}
     if (version := RECIPE_VERSIONS.get(spec.recipe.kind)) is not None:
         payload["recipe_version"] = version
     return content_hash(payload)
