@@ -128,3 +128,14 @@ def test_same_checkpoint_is_rejected(pair, tmp_path, monkeypatch, capsys) -> Non
     code, _, err = run_cli([*args, "--no-ablation", "--n-prompts", "8"], monkeypatch, capsys)
     assert code == 2 and "same checkpoint" in err
     assert not (tmp_path / "rank_audit.json").exists()
+
+
+def test_library_predictors_equal_the_written_ones(pair, audited) -> None:
+    """The study's entry point gives the numbers rank_audit.json holds (same cached activations)."""
+    from skindeep.scores.rank_audit import organism_neutral_contrasts, pair_rank_predictors
+
+    _, doc = audited
+    aligned, base = (load_model(p) for p in pair)
+    harmful, harmless = (organism_prompts(c, "heldout", N) for c in (True, False))
+    preds = pair_rank_predictors(aligned, base, harmful, harmless, organism_neutral_contrasts(N))
+    assert preds == pytest.approx(doc["summary"]["predictors"])

@@ -20,7 +20,12 @@ from skindeep.runtime import ProgressLike
 from skindeep.scores.audit import check_compatible, model_info
 from skindeep.scores.rank_ablation import RankAblation, rank_ablation
 from skindeep.scores.rank_config import RankAuditConfig
-from skindeep.scores.rank_pair import NeutralActivations, RankGeometry, rank_geometry
+from skindeep.scores.rank_pair import (
+    NeutralActivations,
+    RankGeometry,
+    rank_geometry,
+    rank_predictors,
+)
 from skindeep.scores.result import ModelInfo, PromptInfo
 
 
@@ -149,3 +154,17 @@ def rank_audit(
         geometry=geometry,
         ablation=ablation,
     )
+
+
+def pair_rank_predictors(
+    aligned: LoadedModel,
+    base: LoadedModel,
+    harmful: PromptSet,
+    harmless: PromptSet,
+    neutral: tuple[NeutralPrompts, ...] = (),
+    config: RankAuditConfig | None = None,
+) -> dict[str, float]:
+    """The rank audit's per-model scalars for the study (geometry only, no generation):
+    rho_<variant>, rho_<variant>_centered, cos_<variant>_peak, rho_neutral_<name>, gap_share."""
+    cfg = (config or RankAuditConfig()).model_copy(update={"ablate": False})
+    return rank_predictors(rank_audit(aligned, base, harmful, harmless, neutral, cfg).geometry)
