@@ -186,3 +186,38 @@ def test_cli_bad_config_is_one_error_line(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(["study", "run", "micro", "--out", str(tmp_path), "--address", "x"],
                            monkeypatch, capsys)  # fmt: skip
     assert code == 2 and "--address needs --executor ray" in err
+
+
+def test_concurrent_pipelines_compute_each_step_once(micro_zoo, tmp_path, monkeypatch):
+    """Two studies sharing a cache: the second waits for the first's step and reads it."""
+    import threading
+
+    import skindeep.study.pipeline as pipeline
+    from skindeep.study.pipeline import ModelJob, run_pipeline
+
+    calls: list[str] = []
+
+    def fake(name):
+        def step(models, config, folder, done):
+            calls.append(name)
+            time.sleep(0.3)  # long enough for the other thread to reach the lock
+            return {"value": len(calls)}
+
+        return step
+
+    monkeypatch.setattr(pipeline, "STEPS", {k: fake(k) for k in pipeline.STEPS})
+    org, base = micro_zoo["micro-llama-dpo"], micro_zoo["micro-llama"]
+    job = ModelJob("m", str(org.path), str(base.path), "dpo", "full", "llama", "xs", 0, True)
+    config = load_study_config("micro")
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(run_pipeline(job, config, tmp_path)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    steps = ["info", "audit", "ablation", "rank", "retention", "sweep"]
+    assert sorted(calls) == sorted(steps)  # each step once, by one of the two
+    assert results[0]["retention"] == results[1]["retention"]

@@ -9,10 +9,12 @@ select_direction, track_refusal); this module only wires them and reads their fi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -262,19 +264,33 @@ def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -
         key = content_hash([VERSIONS[name], name, torch.__version__.split("+")[0],
                             _step_settings(name, config)])  # fmt: skip
         path = folder / f"{name}-{key}.json"
-        began = time.perf_counter()
-        if path.is_file():
-            out[name] = json.loads(path.read_text())
-            out["seconds"][name] = out[name].get("seconds", 0.0)
-            continue
-        try:
-            record = STEPS[name](models, config, folder / f"{name}-{key}", out)
-        except SkindeepError as exc:
-            record = {"error": str(exc)}  # recorded, not cached: a rerun tries again
-            out[name] = record
-            continue
-        record["seconds"] = round(time.perf_counter() - began, 2)
-        atomic_write_json(path, record)
+        with _step_lock(folder / f".{name}-{key}.lock"):  # one computer per step, any process
+            if path.is_file():
+                out[name] = json.loads(path.read_text())
+                out["seconds"][name] = out[name].get("seconds", 0.0)
+                continue
+            began = time.perf_counter()
+            try:
+                record = STEPS[name](models, config, folder / f"{name}-{key}", out)
+            except SkindeepError as exc:
+                out[name] = {"error": str(exc)}  # reported, not cached: a rerun tries again
+                continue
+            record["seconds"] = round(time.perf_counter() - began, 2)
+            atomic_write_json(path, record)
         out[name] = record
         out["seconds"][name] = record["seconds"]
     return out
+
+
+@contextmanager
+def _step_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock): two studies sharing a cache never compute the same
+    step twice; the second waits and reads the first's record. The kernel releases the lock
+    when its holder dies, even by SIGKILL, so a killed study never blocks the next."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
