@@ -151,6 +151,7 @@ def test_dose_response_band_files_and_weights(dpo, tmp_path) -> None:
         band = null.band("score")
         assert (band["min"], band["max"]) == (min(scores), max(scores))
         assert band["mean"] == pytest.approx(float(np.mean(scores)))
+        assert max(scores) > min(scores)  # each draw ablates a different random subspace
     data_path, png = result.save(tmp_path)
     data = json.loads(data_path.read_text())
     assert [p["k"] for p in data["curves"][0]["points"]] == [1, 2]

@@ -91,7 +91,7 @@ def test_gfs_matches_independent_reference(
     np.testing.assert_allclose(res.d, d_ref, rtol=RTOL)
     np.testing.assert_allclose(res.c, c_ref, rtol=RTOL, atol=1e-12)
     np.testing.assert_allclose(res.w, w_ref, rtol=1e-12)
-    np.testing.assert_allclose(res.contribution, res.w * res.d * (1 - res.c), rtol=1e-12)
+    np.testing.assert_allclose(res.contribution, w_ref * d_ref * (1 - c_ref), rtol=RTOL)
     assert res.peak_layer == int(np.argmax(d_ref))
     assert res.directions.shape == res.arditi.shape == (4, d)
     np.testing.assert_allclose(np.linalg.norm(res.directions, axis=1), 1.0, rtol=1e-12)

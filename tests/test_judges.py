@@ -76,11 +76,10 @@ def test_degenerate_refusal_keeps_keyword_verdict() -> None:
 
 
 def test_keyword_list_and_protocol() -> None:
-    """The 12 Arditi strings are the default; a custom list works; KeywordJudge is a Judge."""
+    """The 12 Arditi strings are the default; a custom list works; mismatched lengths fail."""
     assert len(REFUSAL_KEYWORDS) == 12 and len(set(REFUSAL_KEYWORDS)) == 12
     judge = KeywordJudge(keywords=("No way",))
     assert [v.refused for v in judge.judge(["a", "b"], ["NO WAY.", "I'm sorry"])] == [True, False]
-    assert isinstance(KeywordJudge(), Judge)
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         judge.judge(["a", "b"], ["x"])
 

@@ -36,6 +36,19 @@ N, L, D = 40, 4, 12
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def planted_pair(
+    seed: int = 0, n_layers: int = L, d: int = D, untouched: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(aligned, base, is_harmful): harmful prompts shifted along axis 0, more in later layers."""
+    rng = np.random.default_rng(seed)
+    harmful = np.arange(N) % 2 == 0
+    base = rng.normal(size=(N, n_layers, d))
+    aligned = base + 0.2 * rng.normal(size=(N, n_layers, d))
+    aligned[harmful, :, 0] += np.linspace(1.0, 4.0, n_layers)
+    aligned[:, list(untouched)] = base[:, list(untouched)]
+    return aligned, base, harmful
+
+
 def synthetic_result(
     config: AuditConfig,
     seed: int = 0,
@@ -45,12 +58,7 @@ def synthetic_result(
 ) -> AuditResult:
     """An audit of a planted pair: the aligned model shifts harmful prompts along one axis;
     `untouched` layers are left as in the base (D_l = 0, like last-block-only alignment)."""
-    rng = np.random.default_rng(seed)
-    harmful = np.arange(N) % 2 == 0
-    base = rng.normal(size=(N, n_layers, d))
-    aligned = base + 0.2 * rng.normal(size=(N, n_layers, d))
-    aligned[harmful, :, 0] += np.linspace(1.0, 4.0, n_layers)
-    aligned[:, list(untouched)] = base[:, list(untouched)]
+    aligned, base, harmful = planted_pair(seed, n_layers, d, untouched)
     info = ModelInfo(
         f"org/aligned{seed}", f"fa{seed}", "LlamaForCausalLM", "llama", n_layers, d, 100, "float32"
     )
@@ -143,9 +151,24 @@ def test_direction_tensors_are_contiguous_float(result: AuditResult) -> None:
 
 
 def test_figures_and_summary(result: AuditResult, tmp_path: Path) -> None:
+    """The panels draw the result's profiles; the spectra are D_l's own (numpy SVD)."""
     fig = profile_figure(result)
-    assert len(fig.axes) == 3
-    assert len(spectra_figure(result).axes) == 1
+    ax_d, ax_c, ax_w = fig.axes
+    for name, res in result.geometry.gfs.items():
+        drawn = {ax: {ln.get_label(): ln.get_ydata() for ln in ax.get_lines()} for ax in fig.axes}
+        np.testing.assert_allclose(drawn[ax_d][f"d ({name})"], res.d)
+        np.testing.assert_allclose(drawn[ax_c][name], res.c)
+        np.testing.assert_allclose(drawn[ax_w][f"{name}: GFS {res.gfs:.3g}"], res.contribution)
+        assert res.contribution.sum() == pytest.approx(res.gfs)
+    aligned, base, _ = planted_pair()
+    diff = aligned.astype(np.float32).astype(np.float64) - base.astype(np.float32)
+    spectra = spectra_figure(result).axes[0]
+    curves = [ln for ln in spectra.get_lines() if ln.get_label().startswith("layer")]
+    assert len(curves) == L
+    for layer, line in enumerate(curves):
+        s = np.linalg.svd(diff[:, layer] - diff[:, layer].mean(0), compute_uv=False)
+        np.testing.assert_allclose(line.get_ydata(), s**2 / np.sum(s**2), rtol=1e-6)
+        assert line.get_label() == f"layer {layer} (k={result.geometry.subspace.layers[layer].k})"
     path = save_png(fig, tmp_path / "p.png")
     assert path.read_bytes()[:8] == PNG_MAGIC
     console = Console(record=True, width=120)
