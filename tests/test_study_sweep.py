@@ -63,7 +63,7 @@ def test_doctests() -> None:
 
 def test_rank_one_is_geometric_fragility(pair) -> None:
     aligned, base, harmful = pair
-    opts = SweepOptions(alphas=(10.0, 100.0), n_prompts=(), eps_values=())
+    opts = SweepOptions(alpha=(10.0, 100.0), n_prompts=(), eps=())
     pts = sweep_pair(aligned, base, harmful, opts)
     for v in ("code", "paper"):
         ref = geometric_fragility(aligned, base, harmful, v, alpha=100.0)
@@ -75,13 +75,13 @@ def test_rank_one_is_geometric_fragility(pair) -> None:
     ref10 = geometric_fragility(aligned, base, harmful, "paper", alpha=10.0)
     assert _points(pts, "alpha", "gfs_paper")["10"] == pytest.approx(ref10.gfs, rel=1e-9)
     code_w = geometric_fragility(aligned, base, harmful, "code")
-    lin = _points(pts, "weighting", "gfs_code")["linspace"]
+    lin = _points(pts, "weighting", "gfs_code")["code"]
     assert lin == pytest.approx(code_w.gfs, rel=1e-9)
 
 
 def test_rank_k_matches_an_independent_recomputation(pair) -> None:
     aligned, base, harmful = pair
-    pts = sweep_pair(aligned, base, harmful, SweepOptions(alphas=(), n_prompts=(), eps_values=()))
+    pts = sweep_pair(aligned, base, harmful, SweepOptions(alpha=(), n_prompts=(), eps=()))
     w = np.linspace(0.5, 1.5, 4) / np.linspace(0.5, 1.5, 4).sum()
     got = _points(pts, "k", "gfs_code")
     for k in (1, 2, 4, 8):
@@ -91,22 +91,27 @@ def test_rank_k_matches_an_independent_recomputation(pair) -> None:
 
 def test_eps_rule_caps_and_limits(pair) -> None:
     aligned, base, harmful = pair
-    pts = sweep_pair(aligned, base, harmful, SweepOptions(eps_values=(0.0, 0.999), k_cap=4))
+    pts = sweep_pair(aligned, base, harmful, SweepOptions(eps=(0.0, 0.999), k_cap=4))
     eps = _points(pts, "eps", "gfs_code")
     k = _points(pts, "k", "gfs_code")
     assert eps["0"] == pytest.approx(k["4"])  # eps 0 keeps every direction, capped at 4
     assert eps["0.999"] == pytest.approx(k["1"])  # eps near 1 keeps one
 
 
-def test_prompt_subsamples_are_stratified_and_seeded(pair) -> None:
-    aligned, base, harmful = pair
-    opts = SweepOptions(n_prompts=(12, 48, 96), alphas=(), eps_values=())
+def test_prompt_subsamples_are_per_class_and_seeded(pair) -> None:
+    aligned, base, harmful = pair  # 16 harmful, 32 harmless
+    opts = SweepOptions(n_prompts=(6, 16, 17), alpha=(), eps=())
     pts = sweep_pair(aligned, base, harmful, opts)
     counts = _points(pts, "n_prompts", "gfs_code")
-    assert set(counts) == {"12", "48"}  # 96 > 48 prompts: skipped
-    assert counts["48"] == pytest.approx(_points(pts, "default", "gfs_code")["-"])
-    idx = sweep._subsample(harmful, 12, 0)
-    assert harmful[idx].sum() == 4 and len(set(idx.tolist())) == 12
+    assert set(counts) == {"6", "16"}  # 17 > 16 harmful prompts: skipped
+    for per_class in (6, 16):
+        idx = sweep._subsample(harmful, per_class, 0)
+        assert (harmful[idx].sum(), (~harmful[idx]).sum()) == (per_class, per_class)
+        assert len(set(idx.tolist())) == 2 * per_class
+        for v in ("code", "paper"):
+            ref = geometric_fragility(aligned[idx], base[idx], harmful[idx], v, alpha=100.0)
+            got = _points(pts, "n_prompts", f"gfs_{v}")[str(per_class)]
+            assert got == pytest.approx(ref.gfs, rel=1e-9)
     again = sweep_pair(aligned, base, harmful, opts)
     assert _points(again, "n_prompts", "gfs_code") == counts
 
@@ -119,7 +124,7 @@ def test_convention_points_and_bad_options(pair) -> None:
         ("fmt", "chat", "gfs_paper"),
     }
     with pytest.raises(ValueError, match="eps"):
-        SweepOptions(eps_values=(1.5,))
+        SweepOptions(eps=(1.5,))
     with pytest.raises(ValueError, match="extra"):
         SweepOptions(bogus=1)
     with pytest.raises(ValueError, match="paired"):

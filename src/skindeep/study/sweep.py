@@ -35,40 +35,43 @@ from skindeep.geometry import (
 )
 from skindeep.study.correlation import FloatArray
 
-Weighting = Literal["linspace", "l/L", "uniform"]
-VARIANT_WEIGHTING: dict[str, Weighting] = {"code": "linspace", "paper": "l/L"}
+Weighting = Literal["code", "paper", "uniform"]
+VARIANT_WEIGHTING: dict[str, Weighting] = {"code": "code", "paper": "paper"}
 
 
 class SweepOptions(BaseModel):
-    """The free choices the sweep varies, one at a time around the default settings."""
+    """The free choices the sweep varies, one at a time around the default settings.
+
+    Field names follow the study config's `sweep` section, so `SweepOptions(**section)` works.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    ks: tuple[int, ...] = (1, 2, 4, 8)
+    k: tuple[int, ...] = (1, 2, 4, 8)
     """Fixed subspace ranks."""
-    alpha: float = Field(100.0, ge=0)
-    """cPCA alpha of the paper variant at the default settings (the audit's alpha)."""
-    alphas: tuple[float, ...] = tuple(CPCA_ALPHAS)
+    alpha: tuple[float, ...] = tuple(CPCA_ALPHAS)
     """cPCA alphas swept (paper variant only)."""
-    eps_values: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
+    eps: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25)
     """Energy tolerances: k_l = the eps-energy rank of D_l per layer, capped at `k_cap`."""
+    weighting: tuple[Weighting, ...] = ("code", "paper", "uniform")
+    """Layer weightings: code linspace(0.5, 1.5, L), paper l/L, uniform 1/L."""
+    n_prompts: tuple[int, ...] = (16, 32, 64, 128, 256)
+    """Prompts per class, drawn without replacement; counts above a class's size are skipped."""
+    base_alpha: float = Field(100.0, ge=0)
+    """cPCA alpha of the paper variant at the default settings (the audit's alpha)."""
     k_cap: int = Field(8, ge=1)
     """Largest k the eps rule may choose (the Mahalanobis distance needs k << prompts)."""
-    weightings: tuple[Weighting, ...] = ("linspace", "l/L", "uniform")
-    """Layer weightings: code linspace(0.5, 1.5, L), paper l/L, uniform 1/L."""
-    n_prompts: tuple[int, ...] = (32, 64, 128, 256, 512)
-    """Prompt counts, drawn class-stratified without replacement; counts above n are skipped."""
     seed: int = 0
     """Seed of the prompt subsamples."""
 
-    @field_validator("ks", "n_prompts")
+    @field_validator("k", "n_prompts")
     @classmethod
     def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if any(x < 1 for x in v):
             raise ValueError(f"must be positive integers, got {v}")
         return v
 
-    @field_validator("eps_values")
+    @field_validator("eps")
     @classmethod
     def _eps(cls, v: tuple[float, ...]) -> tuple[float, ...]:
         if any(not 0 <= x < 1 for x in v):
@@ -90,17 +93,17 @@ class SweepPoint:
 def weights(n_layers: int, weighting: Weighting) -> FloatArray:
     """[L] layer weights summing to 1.
 
-    >>> weights(3, "l/L").tolist(), weights(2, "uniform").tolist()
+    >>> weights(3, "paper").tolist(), weights(2, "uniform").tolist()
     ([0.16666666666666666, 0.3333333333333333, 0.5], [0.5, 0.5])
     """
-    if weighting == "linspace":
+    if weighting == "code":
         raw = np.linspace(0.5, 1.5, n_layers)
-    elif weighting == "l/L":
+    elif weighting == "paper":
         raw = np.arange(1, n_layers + 1, dtype=np.float64)
     elif weighting == "uniform":
         raw = np.ones(n_layers)
     else:
-        raise ValueError(f"weighting must be linspace, l/L or uniform, got {weighting!r}")
+        raise ValueError(f"weighting must be code, paper or uniform, got {weighting!r}")
     return raw / raw.sum()
 
 
@@ -187,12 +190,12 @@ def _check(h_aligned: ArrayLike, h_base: ArrayLike, is_harmful: ArrayLike) -> tu
 def default_gfs(
     h_aligned: ArrayLike, h_base: ArrayLike, is_harmful: ArrayLike, options: SweepOptions
 ) -> dict[str, float]:
-    """gfs_code and gfs_paper at the default settings (k = 1, `options.alpha`, own weighting)."""
+    """gfs_code and gfs_paper at the default settings (k = 1, `base_alpha`, own weighting)."""
     aligned, base, harmful = _check(h_aligned, h_base, is_harmful)
     layers = _prepare(aligned, base, harmful, 1)
     ones = [1] * aligned.shape[1]
     return {
-        f"gfs_{v}": _gfs(_profile(aligned, base, harmful, layers, v, ones, options.alpha),
+        f"gfs_{v}": _gfs(_profile(aligned, base, harmful, layers, v, ones, options.base_alpha),
                          VARIANT_WEIGHTING[v])
         for v in ("code", "paper")
     }  # fmt: skip
@@ -211,16 +214,15 @@ def convention_points(
     return [SweepPoint(setting, value, name, g) for name, g in got.items()]
 
 
-def _subsample(harmful: np.ndarray, count: int, seed: int) -> np.ndarray | None:
-    """Indices of `count` prompts keeping the harmful share; None if a class gets < 2."""
-    n = harmful.shape[0]
-    n_pos = round(count * harmful.sum() / n)
-    if count > n or min(n_pos, count - n_pos) < 2:
+def _subsample(harmful: np.ndarray, per_class: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of `per_class` harmful and `per_class` harmless prompts (seeded draw);
+    None when a class has fewer prompts, or per_class < 2."""
+    pos, neg = np.flatnonzero(harmful), np.flatnonzero(~harmful)
+    if per_class < 2 or per_class > min(pos.size, neg.size):
         return None
     rng = np.random.default_rng(seed)
-    pos = rng.choice(np.flatnonzero(harmful), n_pos, replace=False)
-    neg = rng.choice(np.flatnonzero(~harmful), count - n_pos, replace=False)
-    return np.sort(np.concatenate([pos, neg]))
+    pick = [rng.choice(pos, per_class, replace=False), rng.choice(neg, per_class, replace=False)]
+    return np.sort(np.concatenate(pick))
 
 
 def sweep_pair(
@@ -233,17 +235,17 @@ def sweep_pair(
 
     h_aligned, h_base: [n, L, d] activations of the same prompts; is_harmful: [n]. Returns the
     default point (setting 'default') and one point per value of k, alpha (paper only), eps,
-    weighting and n_prompts, the other choices at their defaults.
+    weighting and n_prompts (prompts per class), the other choices at their defaults.
     """
     opt = options or SweepOptions()
     aligned, base, harmful = _check(h_aligned, h_base, is_harmful)
     n_layers = aligned.shape[1]
-    layers = _prepare(aligned, base, harmful, max((*opt.ks, opt.k_cap)))
+    layers = _prepare(aligned, base, harmful, max((*opt.k, opt.k_cap)))
     points: list[SweepPoint] = []
     profiles: dict[tuple[str, int], FloatArray] = {}
 
-    def fixed(variant: str, k: int, alpha: float = opt.alpha) -> FloatArray:
-        key = (variant, k) if alpha == opt.alpha else (f"{variant}@{alpha}", k)
+    def fixed(variant: str, k: int, alpha: float = opt.base_alpha) -> FloatArray:
+        key = (variant, k) if alpha == opt.base_alpha else (f"{variant}@{alpha}", k)
         if key not in profiles:
             profiles[key] = _profile(aligned, base, harmful, layers, variant, [k] * n_layers, alpha)
         return profiles[key]
@@ -251,16 +253,18 @@ def sweep_pair(
     for v in ("code", "paper"):
         name, own = f"gfs_{v}", VARIANT_WEIGHTING[v]
         points.append(SweepPoint("default", "-", name, _gfs(fixed(v, 1), own)))
-        points += [SweepPoint("k", str(k), name, _gfs(fixed(v, k), own)) for k in opt.ks]
-        for w in opt.weightings:
+        points += [SweepPoint("k", str(k), name, _gfs(fixed(v, k), own)) for k in opt.k]
+        for w in opt.weighting:
             points.append(SweepPoint("weighting", w, name, _gfs(fixed(v, 1), w)))
-        for eps in opt.eps_values:
+        for eps in opt.eps:
             ks = [min(max(1, energy_rank(s, eps)), opt.k_cap, layers.pca[i].shape[1])
                   for i, s in enumerate(layers.spectra)]  # fmt: skip
-            prof = _profile(aligned, base, harmful, layers, v, ks, opt.alpha)
+            prof = _profile(aligned, base, harmful, layers, v, ks, opt.base_alpha)
             points.append(SweepPoint("eps", f"{eps:g}", name, _gfs(prof, own)))
-    for a in opt.alphas:
-        points.append(SweepPoint("alpha", f"{a:g}", "gfs_paper", _gfs(fixed("paper", 1, a), "l/L")))
+    for a in opt.alpha:
+        points.append(
+            SweepPoint("alpha", f"{a:g}", "gfs_paper", _gfs(fixed("paper", 1, a), "paper"))
+        )
     for count in opt.n_prompts:
         idx = _subsample(harmful, count, opt.seed)
         if idx is None:
