@@ -170,18 +170,17 @@ def _retention(models: _Models, config: StudyConfig, folder: Path, done: dict) -
 
 def _rank(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
     """The effective-rank audit's scalar figures (no ablation, no neutral contrasts)."""
-    from skindeep.scores.rank_audit import rank_audit
+    from skindeep.scores.rank_audit import pair_rank_predictors
     from skindeep.scores.rank_config import RankAuditConfig
-    from skindeep.scores.rank_pair import rank_predictors
 
     p = config.prompts
-    res = rank_audit(
+    got = pair_rank_predictors(
         models.get("aligned"), models.get("base"),
         resolve_prompt_spec(p.audit_harmful, harmful=True),
         resolve_prompt_spec(p.audit_harmless, harmful=False),
-        config=RankAuditConfig(ablate=False, batch_size=config.audit.batch_size),
+        config=RankAuditConfig(batch_size=config.audit.batch_size),
     )  # fmt: skip
-    return {k: float(v) for k, v in rank_predictors(res.geometry).items()}
+    return {k: float(v) for k, v in got.items()}
 
 
 def _sweep(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
