@@ -165,7 +165,7 @@ def test_real_model_needs_prompt_files(tmp_path, monkeypatch, capsys) -> None:
         (["--directions", "FILE", "--mode", "band", "--check-weights"], "use mode all_layers"),
         (["--directions", "FILE", "--ablation", "affine", "--check-weights"], "use mode all_lay"),
         (["--directions", "select", "--layer", "1"], "layer does not apply"),
-        (["--directions", "FILE", "--n-random", "2"], "n_random"),
+        (["--directions", "FILE", "--n-random", "2"], "--n-random 2: expected greater"),
         (["--directions", "select", "--steering-threshold", "half"], "a number or 'midpoint'"),
         (["--directions", "FILE", "--eval-harmful", "organism:train:16"], "also used to find"),
         (["--directions", "FILE", "--k", "0"], "positive integers"),

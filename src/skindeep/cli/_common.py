@@ -154,6 +154,11 @@ def validated(cls: type[Model], flags: Mapping[str, str] | None = None, **values
         raise option_error(exc, flags) from None
 
 
+def default_of(cls: Any, field: str) -> Any:
+    """The default of a pydantic option class's field: CLI options read it, never restate it."""
+    return cls.model_fields[field].get_default(call_default_factory=True)
+
+
 def finite(value: float | None, flag: str) -> float | None:
     """`value` unless it is nan or infinite (then a ConfigError naming `flag`)."""
     from skindeep.errors import ConfigError

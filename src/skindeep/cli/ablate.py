@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from skindeep.cli._common import console, progress, require_real_data
+from skindeep.cli._common import console, default_of, option_error, progress, require_real_data
 from skindeep.dose.options import AblateConfig
 from skindeep.errors import ConfigError
 from skindeep.prompts import resolve_prompt_spec
@@ -34,11 +34,6 @@ if TYPE_CHECKING:
     from skindeep.dose import AblationRun, DosePoint, DoseResponse
 
 out_console = Console()
-
-
-def _default(name: str, config: Any = AblateConfig) -> Any:
-    """The config's default for a field: the CLI restates none."""
-    return config.model_fields[name].default
 
 
 class Mode(StrEnum):
@@ -176,7 +171,7 @@ def ablate_command(
     ] = None,
     k: Annotated[str | None, typer.Option("--k", help="Doses, e.g. 1,2,4 (default 1,2,4)")] = None,
     mode: Annotated[Mode, typer.Option(help="all_layers (Arditi) or band")] = Mode(
-        _default("mode")
+        default_of(AblateConfig, "mode")
     ),
     ablation: Annotated[
         Ablation,
@@ -184,8 +179,10 @@ def ablate_command(
             help="projection (Arditi: h - UU^T h) or affine (h - UU^T (h - mu), mu the mean "
             "harmless activation per layer, Marshall et al. 2024)"
         ),
-    ] = Ablation(_default("ablation")),
-    band: Annotated[Band, typer.Option(help="Layer band for --mode band")] = Band(_default("band")),
+    ] = Ablation(default_of(AblateConfig, "ablation")),
+    band: Annotated[Band, typer.Option(help="Layer band for --mode band")] = Band(
+        default_of(AblateConfig, "band")
+    ),
     harmful: Annotated[
         str,
         typer.Option(
@@ -203,31 +200,35 @@ def ablate_command(
     ),
     column: Annotated[str | None, typer.Option(help="Column of tabular prompt files")] = None,
     base: Annotated[str | None, typer.Option(help="Base model (pca, cpca; svd optional)")] = None,
-    alpha: Annotated[float, typer.Option(help="cPCA alpha")] = _default("alpha"),
-    n_random: Annotated[int, typer.Option(help="Random null draws per k (>= 3)")] = _default(
-        "n_random"
+    alpha: Annotated[float, typer.Option(help="cPCA alpha")] = default_of(AblateConfig, "alpha"),
+    n_random: Annotated[int, typer.Option(help="Random null draws per k (>= 3)")] = default_of(
+        AblateConfig, "n_random"
     ),
-    val_fraction: Annotated[float, typer.Option(help="Validation share for select")] = _default(
-        "val_fraction"
+    val_fraction: Annotated[float, typer.Option(help="Validation share for select")] = default_of(
+        AblateConfig, "val_fraction"
     ),
     kl_threshold: Annotated[
         float, typer.Option(help="select: discard candidates with validation KL above this")
-    ] = _default("kl_threshold", SelectionOptions),
+    ] = default_of(SelectionOptions, "kl_threshold"),
     steering_threshold: Annotated[
         str,
         typer.Option(
             help="select: keep candidates whose steering score exceeds this number, or "
             "'midpoint' (halfway from the harmless to the harmful baseline score)"
         ),
-    ] = str(_default("steering_threshold", SelectionOptions)),
-    seed: Annotated[int, typer.Option(help="Seed of splits and random nulls")] = _default("seed"),
-    max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per prompt")] = _default(
-        "max_new_tokens"
+    ] = str(default_of(SelectionOptions, "steering_threshold")),
+    seed: Annotated[int, typer.Option(help="Seed of splits and random nulls")] = default_of(
+        AblateConfig, "seed"
     ),
-    batch_size: Annotated[int, typer.Option(help="Prompts per batch")] = _default("batch_size"),
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per prompt")] = default_of(
+        AblateConfig, "max_new_tokens"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch")] = default_of(
+        AblateConfig, "batch_size"
+    ),
     check_weights: Annotated[
         bool, typer.Option(help="Also run orthogonalised weights; report max |logit diff|")
-    ] = _default("check_weights"),
+    ] = default_of(AblateConfig, "check_weights"),
     out: Annotated[Path, typer.Option(help="Output folder")] = Path("skindeep-out/ablate"),
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
@@ -261,7 +262,7 @@ def ablate_command(
             check_weights=check_weights,
         )
     except ValidationError as exc:
-        raise ConfigError(f"invalid ablate settings:\n{exc}") from exc
+        raise option_error(exc, {"ks": "--k"}) from None
     specs = {
         "--harmful": harmful,
         "--harmless": harmless,

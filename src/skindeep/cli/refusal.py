@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from skindeep.cli._common import console, progress
+from skindeep.cli._common import console, default_of, option_error, progress
 from skindeep.errors import ConfigError
 from skindeep.evaluation.options import GenerationOptions
 from skindeep.prompts import resolve_prompt_spec
@@ -123,8 +123,12 @@ def refusal(
         Path | None,
         typer.Option(help="Classifier: a text file with {prompt} and {response} placeholders"),
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Greedy tokens per prompt")] = 64,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per prompt")] = default_of(
+        GenerationOptions, "max_new_tokens"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Prompts per batch")] = default_of(
+        GenerationOptions, "batch_size"
+    ),
     fmt: Annotated[
         Format, typer.Option("--format", help="chat template or raw text")
     ] = Format.chat,
@@ -157,7 +161,7 @@ def refusal(
             max_new_tokens=max_new_tokens, batch_size=batch_size, fmt=fmt.value
         )
     except ValidationError as exc:
-        raise ConfigError(f"invalid generation settings:\n{exc}") from exc
+        raise option_error(exc, {"fmt": "--format"}) from None
     prompt_set = resolve_prompt_spec(prompts, None, column)
     if limit is not None:
         prompt_set = prompt_set.head(limit)

@@ -235,3 +235,39 @@ def organism_heldout(
         )
     source = f"organism language: {kind}, held-out topics, seed={seed}"
     return PromptSet(f"organism-{kind}-heldout", tuple(texts[:n]), source)
+
+
+def retention_sets(
+    harmful: str = "organism",
+    harmless: str | None = None,
+    n_eval: int = 100,
+    column: str | None = None,
+    exclude: Iterable[str] = (),
+) -> tuple[PromptSet, PromptSet | None]:
+    """The evaluation prompts of a retention study: `harmful` and `harmless` are "organism"
+    (held-out organism topics, none of `exclude`) or a prompt file (the first `n_eval`);
+    `harmless` may be "none", and defaults to "organism" for organism prompts, else none."""
+    from skindeep.prompts import load_prompts
+
+    if n_eval < 1:
+        raise PromptError(f"n_eval must be >= 1, got {n_eval}")
+    excluded = tuple(exclude)
+
+    def resolve(spec: str, is_harmful: bool) -> PromptSet:
+        if spec == "organism":
+            return organism_heldout(is_harmful, n_eval, exclude=excluded)
+        return load_prompts(spec, column, limit=n_eval)
+
+    harmless = harmless or ("organism" if harmful == "organism" else "none")
+    return resolve(harmful, True), None if harmless == "none" else resolve(harmless, False)
+
+
+def benign_pairs(
+    spec: str = "organism",
+    instruction_column: str | None = None,
+    response_column: str | None = None,
+) -> PairSet:
+    """Benign fine-tuning pairs: "organism" (the language's training topics) or a file."""
+    if spec == "organism":
+        return organism_pairs()
+    return load_pairs(spec, instruction_column, response_column)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.errors import SkindeepError
@@ -78,17 +79,18 @@ def collate(batch: Sequence[Tokenized], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one training run."""
+class TrainConfig(BaseModel):
+    """Optimisation settings of one training run, validated on construction."""
 
-    steps: int = 300
-    lr: float = 3e-3
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    warmup_frac: float = 0.05
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(300, ge=1, description="optimisation steps")
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (linear warm-up and decay)")
+    batch_size: int = Field(32, ge=1, description="examples per step")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    warmup_frac: float = Field(0.05, ge=0, lt=1, description="share of steps spent warming up")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
+    seed: int = Field(0, description="seed of the data order")
 
 
 @dataclass
