@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
+from skindeep.errors import SkindeepError
 from skindeep.interventions import (
     Affine,
     InexactOrthogonalizationError,
