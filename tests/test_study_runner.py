@@ -140,6 +140,10 @@ def test_killed_study_resumes_with_identical_numbers(micro_study, micro_zoo, tmp
     cache.mkdir()
     organisms = Path(next(iter(micro_zoo.values())).path).parent
     (cache / "organisms").symlink_to(organisms)
+    from skindeep.cache import cache_root
+
+    (cache_root() / "activations").mkdir(parents=True, exist_ok=True)
+    (cache / "activations").symlink_to(cache_root() / "activations")  # collected by the fixture
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "skindeep", "study", "run", "micro", "--out", str(out),
            "--workers", "2"]  # fmt: skip

@@ -58,6 +58,8 @@ def headline(result: StudyResult) -> str:
         f" {s.primary_predictor}: Spearman rho = {row.rho:+.2f}, 95% CI {ci}, Holm p = {p} "
         f"(a higher {s.primary_predictor} goes with {sign} models)."
     )
+    if s.primary_predictor.startswith("gfs") and row.rho > 0:
+        text += " That is the opposite of the Skin-Deep claim (higher GFS = more fragile)."
     baselines = [
         r for r in result.stats
         if r.target == s.primary_target and r.kind == "baseline" and r.rho is not None
