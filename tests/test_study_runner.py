@@ -225,3 +225,23 @@ def test_concurrent_pipelines_compute_each_step_once(micro_zoo, tmp_path, monkey
     steps = ["info", "audit", "ablation", "rank", "retention", "sweep"]
     assert sorted(calls) == sorted(steps)  # each step once, by one of the two
     assert results[0]["retention"] == results[1]["retention"]
+
+
+def test_headline_states_the_comparison_in_words():
+    from conftest import synthetic_study
+    from skindeep.study.result import PredictorStats
+    from skindeep.study.runner import headline
+
+    base = synthetic_study()
+    row = base.stats[0]
+    weak = PredictorStats(predictor="initial_refusal", target="auc", kind="baseline",
+                          n_models=3, rho=0.5)  # fmt: skip
+    text = headline(base.model_copy(update={"stats": [row, weak]}))
+    assert "3 models in the statistics (1 excluded)" in text
+    assert "rho = -1.00" in text and "gfs_code beats it" in text
+    assert "split-seed reliability is 1.00" in text
+    strong = weak.model_copy(update={"rho": 1.0})
+    flipped = row.model_copy(update={"rho": 0.5, "p_holm": 0.4})
+    text = headline(base.model_copy(update={"stats": [flipped, strong]}))
+    assert "does NOT beat" in text and "opposite of the Skin-Deep claim" in text
+    assert "not significant" in text
