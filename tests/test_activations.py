@@ -18,8 +18,10 @@ from skindeep.activations import (
     ActivationWriter,
     ArraySink,
     StreamingStats,
+    activation_key,
     cached_collect,
     collect,
+    final_normed,
     labelled_prompts,
     record_activations,
     run_forward,
@@ -92,6 +94,45 @@ def test_block_out_matches_hidden_states_and_last_layer_is_raw(models, tok, data
         with torch.no_grad():
             normed = adapter.final_norm(raw_last)
         np.testing.assert_allclose(normed.numpy(), hs[-1][0, -1].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_normed_last_layer_is_hidden_states_minus_one(models, tok, data, family) -> None:
+    """last_layer='normed' reads every layer as output_hidden_states[1:] does: raw block outputs,
+    the last after the final norm; the raw collection differs there and only there."""
+    model, adapter = models[family]
+    prompts, _ = data
+    sink = ArraySink()
+    spec = collect(model, tok, adapter, prompts, batch_size=5, last_layer="normed", sink=sink)
+    normed, raw = sink.array, run(model, tok, adapter, prompts, batch_size=5)
+    assert spec.last_layer == "normed"
+    for i, text in enumerate(prompts):
+        hs = reference(model, tok, text)[1:]
+        want = torch.stack([h[0, -1] for h in hs]).numpy()
+        np.testing.assert_allclose(normed[i], want, atol=1e-5)
+    np.testing.assert_allclose(normed[:, :-1], raw[:, :-1], atol=1e-6)
+    assert not np.allclose(normed[:, -1], raw[:, -1], atol=1e-2)
+    np.testing.assert_allclose(final_normed(adapter, raw[:, -1]), normed[:, -1], atol=1e-5)
+    early = run(model, tok, adapter, prompts, layers=[0, 1], last_layer="normed")
+    np.testing.assert_allclose(early, raw[:, :2], atol=1e-6)  # no last layer read: no norm
+
+
+def test_normed_last_layer_needs_block_outputs(models, tok, data) -> None:
+    model, adapter = models["llama"]
+    sink = ArraySink()
+    with pytest.raises(ValueError, match="needs site='block_out'"):
+        collect(model, tok, adapter, data[0], site="block_in", last_layer="normed", sink=sink)
+    assert sink.spec is None  # refused before any sink started
+    with pytest.raises(ValueError, match="last_layer must be one of"):
+        collect(model, tok, adapter, data[0], last_layer="post", sink=sink)  # type: ignore[arg-type]
+
+
+def test_normed_collections_have_their_own_cache_key(models, tok, data) -> None:
+    model, adapter = models["llama"]
+    loaded = LoadedModel(model=model, tokenizer=tok, adapter=adapter, source="x", fingerprint="f")
+    raw = activation_key(loaded, data[0])
+    assert activation_key(loaded, data[0], last_layer="raw") == raw
+    assert activation_key(loaded, data[0], last_layer="normed") != raw
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 from safetensors.numpy import load_file
 from scipy.spatial.distance import pdist
 from sklearn.decomposition import PCA
@@ -106,6 +107,62 @@ def test_written_gfs_matches_recomputation_from_stored_activations(
     for variant in ("code", "paper"):
         expected = ref_gfs(a, b, harmful, variant)
         assert doc["gfs"][variant]["gfs"] == pytest.approx(expected, rel=RTOL, abs=1e-12)
+
+
+def test_skin_deep_code_preset_is_gfs_from_output_hidden_states(micro_zoo, tmp_path: Path) -> None:
+    """The preset reproduces the reference code's pipeline, recomputed here straight from
+    `output_hidden_states[1:]` of unpadded raw prompts (last layer after the final norm), PC1 of
+    D_l over all prompts and the code variant; every convention lands in audit.json."""
+    organism = micro_zoo["micro-llama-sft-full"]
+    aligned, base = load_model(organism.path), load_model(organism.meta["base_path"])
+    harmful = organism_prompts(True, "heldout", 24)
+    harmless = organism_prompts(False, "heldout", 24)
+    config = AuditConfig.preset_config("skin-deep-code", n_perm=9, cache_dir=tmp_path / "acts")
+    res = audit_pair(aligned, base, harmful, harmless, config)
+
+    def hidden(lm: LoadedModel) -> np.ndarray:
+        rows = []
+        for text in [*harmful, *harmless]:
+            ids = lm.tokenizer(text, return_tensors="pt")  # raw prompt, the tokenizer's specials
+            with torch.no_grad():
+                states = lm.model(**ids, output_hidden_states=True).hidden_states[1:]
+            rows.append(torch.stack([h[0, -1] for h in states]).numpy())
+        return np.stack(rows).astype(np.float64)
+
+    a, b = hidden(aligned), hidden(base)
+    is_harmful = np.arange(len(a)) < len(harmful)
+    store = ActivationStore(res.stores["aligned"])
+    assert np.array_equal(store.mask("harmful"), is_harmful)
+    np.testing.assert_allclose(store.array(), a, atol=1e-4)
+    assert res.gfs == pytest.approx(ref_gfs(a, b, is_harmful, "code"), rel=1e-4)
+    assert res.config.variant == "code" and res.spec.fmt == "raw" and res.spec.template is None
+    default = audit_pair(
+        aligned, base, harmful, harmless, AuditConfig(fmt="raw", n_perm=9, cache_dir=tmp_path)
+    )
+    raw_last = ActivationStore(default.stores["aligned"]).layer(store.layers[-1])
+    assert not np.allclose(raw_last, a[:, -1], atol=1e-2)  # the convention matters here
+    doc = json.loads(write_audit(res, tmp_path / "out").results.read_text())
+    conventions = doc["conventions"]
+    assert conventions["preset"] == "skin-deep-code" and conventions["last_layer"] == "normed"
+    assert conventions["format"] == "raw" and conventions["positions"] == "last"
+    assert conventions["gfs_variant"] == "code" and conventions["layers"] == "all"
+    assert (
+        "PC1" in conventions["code_direction"]
+        and "hidden_states[-1]" in conventions["last_layer_note"]
+    )
+    assert (
+        doc["activations"]["last_layer"] == "normed" and doc["config"]["preset"] == "skin-deep-code"
+    )
+
+
+def test_presets_fix_their_settings() -> None:
+    with pytest.raises(ValueError, match="sets \\['fmt'\\] itself"):
+        AuditConfig.preset_config("skin-deep-code", fmt="chat")
+    with pytest.raises(ValueError, match="preset 'skin-deep-code' sets"):
+        AuditConfig(preset="skin-deep-code")  # chat format is not the code's convention
+    with pytest.raises(ValueError, match="needs site='block_out'"):
+        AuditConfig(site="block_in", last_layer="normed")
+    assert AuditConfig.preset_config("skin-deep-code").last_layer == "normed"
 
 
 @pytest.mark.parametrize("name", ALIGNED)
@@ -253,6 +310,22 @@ def test_cli_prompt_errors_exit_2(
 def test_cli_option_errors_exit_2(extra, message, capsys, monkeypatch) -> None:
     args = ["audit", "-a", "/a", "-b", "/b", "--harmful", "organism:heldout"]
     args += ["--harmless", "organism:heldout", *extra]
+    code, _, err = run_cli(args, monkeypatch, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--preset", "skin-deep-code", "--format", "chat"], "drop --format chat"),
+        (["--preset", "skin-deep-code", "--last-layer", "raw"], "sets --last-layer normed"),
+        (["--site", "block_in", "--last-layer", "normed"], "needs site='block_out'"),
+    ],
+)
+def test_cli_convention_errors_exit_2(micro_zoo, extra, message, capsys, monkeypatch) -> None:
+    organism = micro_zoo["micro-llama-sft-last1"]
+    args = ["audit", "-a", str(organism.path), "-b", organism.meta["base_path"]]
+    args += ["--harmful", "organism:heldout", "--harmless", "organism:heldout", *extra]
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and message in err and "Traceback" not in err
 

@@ -2,10 +2,18 @@
 safetensors storage and a content-addressed cache."""
 
 from skindeep.activations.cached import activation_key, cached_collect, tokenizer_fingerprint
-from skindeep.activations.collect import collect
-from skindeep.activations.hooks import SITES, Site, record_activations, run_forward
+from skindeep.activations.collect import collect, final_normed
+from skindeep.activations.hooks import (
+    LAST_LAYERS,
+    SITES,
+    LastLayer,
+    Site,
+    record_activations,
+    run_forward,
+)
 from skindeep.activations.spec import (
     LAST_LAYER_NOTE,
+    LAST_LAYER_NOTES,
     ActivationSink,
     ArraySink,
     CollectionSpec,
@@ -17,7 +25,9 @@ from skindeep.activations.stats import Moments, StreamingStats
 from skindeep.activations.store import ActivationStore, ActivationWriter
 
 __all__ = [
+    "LAST_LAYERS",
     "LAST_LAYER_NOTE",
+    "LAST_LAYER_NOTES",
     "SITES",
     "ActivationSink",
     "ActivationStore",
@@ -25,6 +35,7 @@ __all__ = [
     "ArraySink",
     "CollectionSpec",
     "Label",
+    "LastLayer",
     "Moments",
     "Positions",
     "Site",
@@ -32,6 +43,7 @@ __all__ = [
     "activation_key",
     "cached_collect",
     "collect",
+    "final_normed",
     "labelled_prompts",
     "record_activations",
     "run_forward",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from skindeep.activations.collect import collect, template_tokenizer_of
-from skindeep.activations.hooks import Site, normalize_layers
+from skindeep.activations.hooks import LastLayer, Site, normalize_layers
 from skindeep.activations.spec import Label, Positions, check_labels
 from skindeep.activations.store import METADATA, STORE_FORMAT, ActivationStore, ActivationWriter
 from skindeep.artifacts import atomic_directory
@@ -48,28 +48,28 @@ def activation_key(
     positions: Positions = "last",
     fmt: PromptFormat = "raw",
     template_tokenizer: Any | None = None,
+    last_layer: LastLayer = "raw",
 ) -> str:
-    """The cache key of a `cached_collect` call."""
+    """The cache key of a `cached_collect` call (`last_layer` enters it only when `normed`, so
+    the keys of raw collections are those they always had)."""
     fmt_tokenizer = template_tokenizer_of(loaded.tokenizer, template_tokenizer)
     enc_tokenizer = fmt_tokenizer if fmt == "chat" else loaded.tokenizer
-    return content_hash(
-        {
-            "store_format": STORE_FORMAT,
-            "model": loaded.fingerprint,
-            "dtype": str(next(loaded.model.parameters()).dtype),
-            "tokenizer": tokenizer_fingerprint(enc_tokenizer),
-            "chat_template": getattr(enc_tokenizer, "chat_template", None)
-            if fmt == "chat"
-            else None,
-            "prompts": list(prompts),
-            "labels": check_labels(labels, len(prompts)),
-            "fmt": fmt,
-            "positions": positions if isinstance(positions, str) else [int(p) for p in positions],
-            "site": site,
-            "layers": normalize_layers(layers, loaded.adapter.num_layers),
-        },
-        length=24,
-    )
+    key: dict[str, Any] = {
+        "store_format": STORE_FORMAT,
+        "model": loaded.fingerprint,
+        "dtype": str(next(loaded.model.parameters()).dtype),
+        "tokenizer": tokenizer_fingerprint(enc_tokenizer),
+        "chat_template": getattr(enc_tokenizer, "chat_template", None) if fmt == "chat" else None,
+        "prompts": list(prompts),
+        "labels": check_labels(labels, len(prompts)),
+        "fmt": fmt,
+        "positions": positions if isinstance(positions, str) else [int(p) for p in positions],
+        "site": site,
+        "layers": normalize_layers(layers, loaded.adapter.num_layers),
+    }
+    if last_layer != "raw":
+        key["last_layer"] = last_layer
+    return content_hash(key, length=24)
 
 
 def cached_collect(
@@ -86,6 +86,7 @@ def cached_collect(
     progress: ProgressLike = None,
     root: Path | None = None,
     refresh: bool = False,
+    last_layer: LastLayer = "raw",
 ) -> ActivationStore:
     """Per-prompt activations from the cache, collecting (and storing) them on a miss.
 
@@ -100,6 +101,7 @@ def cached_collect(
         positions=positions,
         fmt=fmt,
         template_tokenizer=template_tokenizer,
+        last_layer=last_layer,
     )
     final = (root or cache_root() / "activations") / key
     if (final / METADATA).is_file() and not refresh:
@@ -117,6 +119,7 @@ def cached_collect(
             fmt=fmt,
             template_tokenizer=template_tokenizer,
             batch_size=batch_size,
+            last_layer=last_layer,
             sink=ActivationWriter(tmp, extra={"source": loaded.source, "key": key}),
             progress=progress,
         )

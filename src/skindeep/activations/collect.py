@@ -15,6 +15,7 @@ import torch
 
 from skindeep.activations.hooks import (
     SITES,
+    LastLayer,
     Site,
     normalize_layers,
     record_activations,
@@ -120,12 +121,15 @@ def collect(
     batch_size: int = 16,
     sink: ActivationSink | Sequence[ActivationSink] = (),
     progress: ProgressLike = None,
+    last_layer: LastLayer = "raw",
 ) -> CollectionSpec:
     """Run every prompt through the model and feed float32 activations to the sinks.
 
     Per prompt the sinks get [L, d] (positions='last') or [P, L, d], L = len(layers) in
     ascending order. In chat format the prompts are formatted and tokenized by
     `template_tokenizer` when given (a tokenizer or an adapter), else by `tokenizer`.
+    `last_layer="normed"` reads the model's last layer after its final norm
+    (`output_hidden_states[-1]`, the Skin-Deep code's convention) instead of the raw residual.
     """
     sinks = list(sink) if isinstance(sink, Sequence) else [sink]
     if not prompts:
@@ -159,13 +163,18 @@ def collect(
         model=type(model).__name__,
         dtype=_model_dtype(model),
         template=_template_id(enc_tokenizer) if fmt == "chat" else None,
+        last_layer=last_layer,
     )
     extra = supported_kwargs(model, use_cache=False)
     pad_id = pad_token_id(enc_tokenizer)
-    for s in sinks:
-        s.begin(spec, list(prompts), label_list)
     recording = record_activations(
-        model, adapter, wanted, site, select=_select(offsets), stop_early=True
+        model,
+        adapter,
+        wanted,
+        site,
+        select=_select(offsets),
+        stop_early=True,
+        last_layer=last_layer,
     )
     runs = batches(
         model,
@@ -175,7 +184,9 @@ def collect(
         progress=progress,
         description="activations",
     )
-    with recording as records:
+    with recording as records:  # checks the site and last-layer settings before any sink starts
+        for s in sinks:
+            s.begin(spec, list(prompts), label_list)
         for batch in runs:
             run_forward(model, **batch.inputs, **extra)
             acts = _gather(records, wanted, spec.squeeze_positions)
@@ -185,6 +196,23 @@ def collect(
     for s in sinks:
         s.end()
     return spec
+
+
+def final_normed(adapter: ModelAdapter, acts: np.ndarray) -> np.ndarray:
+    """Raw last-layer activations [..., d] passed through the model's final norm, as float32.
+
+    The final norm acts on each token alone, so this turns a stored `raw` collection's last
+    layer into the `normed` convention (transformers' `hidden_states[-1]`) without rerunning
+    the model: a sweep over the last-layer convention can read one cached collection.
+    """
+    if adapter.final_norm is None:
+        raise ValueError("no final norm was found in this model; its last layer has no normed form")
+    weight = next(adapter.final_norm.parameters(), None)
+    x = torch.from_numpy(np.ascontiguousarray(acts))
+    if weight is not None:
+        x = x.to(weight.device, weight.dtype)
+    with torch.inference_mode():
+        return adapter.final_norm(x).to("cpu", torch.float32).numpy()
 
 
 def _gather(records: dict[int, list[torch.Tensor]], layers: list[int], squeeze: bool) -> np.ndarray:

@@ -22,6 +22,12 @@ Site = Literal["block_out", "block_in"]
 
 SITES: tuple[str, ...] = ("block_out", "block_in")
 
+LastLayer = Literal["raw", "normed"]
+"""How the last block's output is read: `raw` residual (a hook on the block) or `normed`, after
+the model's final norm (a hook on the norm), which is transformers' `hidden_states[-1]`."""
+
+LAST_LAYERS: tuple[str, ...] = ("raw", "normed")
+
 #: Applied to each captured [batch, seq, d] tensor inside the hook (e.g. pick positions).
 Select = Callable[[torch.Tensor], torch.Tensor]
 
@@ -60,16 +66,30 @@ def record_activations(
     *,
     select: Select | None = None,
     stop_early: bool = False,
+    last_layer: LastLayer = "raw",
 ) -> Iterator[dict[int, list[torch.Tensor]]]:
     """Hook decoder blocks and yield {layer: [captured tensor per forward pass]}.
 
     `select` reduces each capture inside the hook (default: a detached copy of the whole
     [batch, seq, d] tensor). `stop_early` makes the last requested block end the pass; run the
-    model through `run_forward`, which catches that. Hooks are removed on exit, even on error.
+    model through `run_forward`, which catches that. With `last_layer="normed"` (block outputs
+    only) the last block is read at the output of the model's final norm, as
+    `output_hidden_states[-1]` is. Hooks are removed on exit, even on error.
     """
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
+    if last_layer not in LAST_LAYERS:
+        raise ValueError(f"last_layer must be one of {LAST_LAYERS}, got {last_layer!r}")
+    if last_layer == "normed" and site != "block_out":
+        raise ValueError("last_layer='normed' reads block outputs: it needs site='block_out'")
     wanted = normalize_layers(layers, adapter.num_layers)
+    final = adapter.num_layers - 1
+    normed = last_layer == "normed" and final in wanted
+    if normed and adapter.final_norm is None:
+        raise ValueError(
+            f"last_layer='normed': no final norm was found in {type(model).__name__}; "
+            "read the raw last layer instead"
+        )
     if not any(module is adapter.layers for module in model.modules()):
         raise ValueError("the adapter's decoder blocks are not part of this model")
     reduce = select or (lambda h: h.detach().clone())
@@ -94,7 +114,10 @@ def record_activations(
     try:
         for layer in wanted:
             block = adapter.layers[layer]
-            if site == "block_out":
+            if normed and layer == final:
+                assert adapter.final_norm is not None
+                handles.append(adapter.final_norm.register_forward_hook(out_hook(layer)))
+            elif site == "block_out":
                 handles.append(block.register_forward_hook(out_hook(layer)))
             else:
                 handles.append(block.register_forward_pre_hook(in_hook(layer), with_kwargs=True))

@@ -1,8 +1,9 @@
 """What a collection run reads (layers, site, positions, format) and the sink interface.
 
 The spec travels to every sink and is stored beside written activations, so a result always
-says which residual it holds: block outputs come from hooks, so the last layer is the raw
-residual, not the final-normed `hidden_states[-1]` of transformers (SPEC 1).
+says which residual it holds: block outputs come from hooks, so by default the last layer is the
+raw residual, not the final-normed `hidden_states[-1]` of transformers (SPEC 1); with
+`last_layer="normed"` it is read after the final norm, as the papers' reference codes do.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ Positions = Literal["last", "post_instruction"] | Sequence[int]
 """`last`: the last real token; `post_instruction`: every chat-template token after the user
 message; or explicit negative offsets from the end of each prompt (-1 is the last token)."""
 
-LAST_LAYER_NOTE = (
-    "raw residual: block outputs are read with forward hooks, so the last layer is not passed "
-    "through the final norm (transformers' hidden_states[-1] is)"
-)
-"""What `CollectionSpec.last_layer == "raw"` means, for reports."""
+LAST_LAYER_NOTES: dict[str, str] = {
+    "raw": "raw residual: block outputs are read with forward hooks, so the last layer is not "
+    "passed through the final norm (transformers' hidden_states[-1] is)",
+    "normed": "after the final norm: the last layer is read at the output of the model's final "
+    "norm, i.e. transformers' hidden_states[-1] (every other layer is a raw block output), as "
+    "the Skin-Deep reference code reads it",
+}
+"""What each `CollectionSpec.last_layer` value means, for reports."""
+
+LAST_LAYER_NOTE = LAST_LAYER_NOTES["raw"]
+"""The default (`raw`) convention's note."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +60,9 @@ class CollectionSpec:
     """`name#template-hash` of the tokenizer whose chat template formatted the prompts (chat
     format only; `#fallback` when it had none and skindeep's fallback format was used)."""
     last_layer: str = "raw"
-    """Always `raw`: hooks read the last block's raw residual, not the final-normed
-    `hidden_states[-1]` that the papers' reference codes use (see LAST_LAYER_NOTE)."""
+    """`raw`: the last block's raw residual (hooks on the block); `normed`: after the final
+    norm, transformers' `hidden_states[-1]`, as the papers' reference codes read it
+    (LAST_LAYER_NOTES). Only the model's last layer differs between the two."""
 
     @property
     def squeeze_positions(self) -> bool:

@@ -46,6 +46,45 @@ class Site(StrEnum):
     block_in = "block_in"
 
 
+class LastLayer(StrEnum):
+    """How the model's last layer is read."""
+
+    raw = "raw"
+    normed = "normed"
+
+
+class Preset(StrEnum):
+    """Named conventions that set several options at once."""
+
+    skin_deep_code = "skin-deep-code"
+
+
+#: The options a preset sets, by parameter name -> flag.
+_PRESET_FLAGS = {
+    "variant": "--variant",
+    "fmt": "--format",
+    "layers": "--layers",
+    "site": "--site",
+    "last_layer": "--last-layer",
+}
+
+
+def _preset_clashes(ctx: typer.Context, preset: str, given: dict[str, object]) -> None:
+    """Raise when an option the preset sets was given on the command line with another value."""
+    from skindeep.scores.config import PRESETS
+
+    for name, flag in _PRESET_FLAGS.items():
+        source = ctx.get_parameter_source(name)
+        wanted = PRESETS[preset][name]
+        value = given[name]
+        # by name: typer may run on its own copy of click, with its own ParameterSource enum
+        if getattr(source, "name", None) == "COMMANDLINE" and value != wanted:
+            shown = "all" if wanted is None else wanted
+            raise ConfigError(
+                f"--preset {preset} sets {flag} {shown}; drop {flag} {value} (or the preset)"
+            )
+
+
 class StatsOn(StrEnum):
     """What the layer statistics compare."""
 
@@ -90,6 +129,7 @@ def _exclusive(a: object, b: object, names: str) -> None:
 
 
 def audit(
+    ctx: typer.Context,
     aligned: Annotated[
         str, typer.Option("--aligned", "-a", help="Aligned model: hub id or folder")
     ],
@@ -109,6 +149,21 @@ def audit(
     fmt: Annotated[Format, typer.Option("--format", help="Prompt format")] = Format.chat,
     layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0,2,-1 (default all)")] = None,
     site: Annotated[Site, typer.Option(help="Read block outputs or inputs")] = Site.block_out,
+    last_layer: Annotated[
+        LastLayer,
+        typer.Option(
+            help="The last layer as the raw block output, or normed: after the final norm "
+            "(transformers' hidden_states[-1], as the Skin-Deep code reads it)"
+        ),
+    ] = LastLayer.raw,
+    preset: Annotated[
+        Preset | None,
+        typer.Option(
+            help="skin-deep-code: every choice as the Skin-Deep code makes it (hidden_states[1:] "
+            "with the last layer normed, raw prompts, last token, PC1 of D over all prompts, "
+            "code variant)"
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass")] = 16,
     n_perm: Annotated[int, typer.Option(min=1, help="Permutations per layer test")] = 1000,
     alpha: Annotated[float | None, typer.Option(min=0, help="cPCA alpha (default 100)")] = None,
@@ -146,14 +201,22 @@ def audit(
 
     _exclusive(alpha, select_alpha, "--alpha or --select-alpha")
     _exclusive(k, eps is not None, "--k or --eps")
+    conventions = dict(
+        variant=variant.value, fmt=fmt.value, layers=parse_layers(layers), site=site.value,
+        last_layer=last_layer.value,
+    )  # fmt: skip
+    options = dict(
+        batch_size=batch_size, n_perm=n_perm, alpha=100.0 if alpha is None else alpha,
+        select_alpha=select_alpha, k=k, eps=0.05 if eps is None else eps,
+        stats_on=stats_on.value, permanova_distance=permanova_distance.value, seed=seed,
+        refresh=refresh,
+    )  # fmt: skip
     try:
-        config = AuditConfig(
-            variant=variant.value, fmt=fmt.value, layers=parse_layers(layers), site=site.value,
-            batch_size=batch_size, n_perm=n_perm, alpha=100.0 if alpha is None else alpha,
-            select_alpha=select_alpha, k=k, eps=0.05 if eps is None else eps,
-            stats_on=stats_on.value, permanova_distance=permanova_distance.value, seed=seed,
-            refresh=refresh,
-        )  # fmt: skip
+        if preset is None:
+            config = AuditConfig(**conventions, **options)
+        else:
+            _preset_clashes(ctx, preset.value, conventions)
+            config = AuditConfig.preset_config(preset.value, **options)
     except ValidationError as exc:
         raise option_error(exc, {"fmt": "--format"}) from None
     harmful_set = resolve_prompts(harmful, True, n_prompts, column, seed)

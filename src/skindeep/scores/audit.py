@@ -104,6 +104,7 @@ def collect_pair(
     root = config.cache_dir
     common = dict(
         layers=config.layers, site=config.site, positions="last", fmt=config.fmt,
+        last_layer=config.last_layer,
         batch_size=config.batch_size, progress=progress, root=root, refresh=config.refresh,
     )  # fmt: skip
     try:

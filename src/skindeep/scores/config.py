@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skindeep.geometry import CPCA_ALPHAS
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "skin-deep-code": {
+        "variant": "code",
+        "fmt": "raw",
+        "layers": None,
+        "site": "block_out",
+        "last_layer": "normed",
+    },
+}
+"""Named conventions: the settings each preset fixes (positions are always the last token)."""
 
 
 class AuditConfig(BaseModel):
@@ -22,7 +33,14 @@ class AuditConfig(BaseModel):
     layers: tuple[int, ...] | None = None
     """Model layers to read (negatives count from the end); None reads every layer."""
     site: Literal["block_out", "block_in"] = "block_out"
-    """Residual after each block (hidden_states[l+1], raw at the last layer) or before it."""
+    """Residual after each block (hidden_states[l+1]) or before it."""
+    last_layer: Literal["raw", "normed"] = "raw"
+    """The model's last layer read as the raw block output, or after the final norm
+    (`normed`: transformers' hidden_states[-1], the Skin-Deep code's convention); block_out
+    only."""
+    preset: Literal["skin-deep-code"] | None = None
+    """The named convention these settings reproduce (`AuditConfig.preset_config`), recorded
+    in audit.json; None when the settings were chosen one by one."""
     batch_size: int = Field(16, ge=1)
     """Prompts per forward pass."""
     n_perm: int = Field(1000, ge=1)
@@ -54,6 +72,36 @@ class AuditConfig(BaseModel):
     """Activation cache folder; None: $SKINDEEP_CACHE/activations."""
     refresh: bool = False
     """Recollect activations even when cached."""
+
+    @model_validator(mode="after")
+    def _check_conventions(self) -> AuditConfig:
+        """`normed` needs block outputs; a preset's settings must be the preset's."""
+        if self.last_layer == "normed" and self.site != "block_out":
+            raise ValueError("last_layer='normed' reads block outputs: it needs site='block_out'")
+        if self.preset is not None:
+            fixed = PRESETS[self.preset]
+            wrong = {k: getattr(self, k) for k, v in fixed.items() if getattr(self, k) != v}
+            if wrong:
+                raise ValueError(
+                    f"preset {self.preset!r} sets {PRESETS[self.preset]}, but got {wrong}"
+                )
+        return self
+
+    @classmethod
+    def preset_config(cls, name: str, **options: Any) -> AuditConfig:
+        """The config of a named preset, with any other options (n_perm, seed, ...) given.
+
+        `skin-deep-code`: every choice as js-lee-AI/skin-deep's `compute_gfs.py` makes it:
+        activations from `output_hidden_states[1:]` (block outputs of every layer, the last
+        after the final norm), raw prompts, the last token, the difference direction as PC1 of
+        D_l over all prompts, and the released-code GFS variant (linspace weights).
+        """
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; presets: {sorted(PRESETS)}")
+        clash = sorted(set(options) & set(PRESETS[name]))
+        if clash:
+            raise ValueError(f"preset {name!r} sets {clash} itself; do not pass them")
+        return cls(preset=name, **PRESETS[name], **options)
 
     @field_validator("alphas")
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from skindeep.activations import LAST_LAYER_NOTE, CollectionSpec
+from skindeep.activations import LAST_LAYER_NOTES, CollectionSpec
 from skindeep.artifacts import json_ready
 from skindeep.geometry import GFSResult
 from skindeep.prompts import PromptSet
@@ -102,6 +102,33 @@ class AuditResult:
             "empty": res.empty,
         }
 
+    def conventions(self) -> dict[str, Any]:
+        """Every convention the numbers depend on, each named in words (audit.json)."""
+        spec, config = self.spec, self.config
+        site = {
+            "block_out": "block outputs: hidden_states[l+1] (embedding output dropped)",
+            "block_in": "block inputs: hidden_states[l]",
+        }[spec.site]
+        return {
+            "preset": config.preset,
+            "activations": site,
+            "last_layer": spec.last_layer,
+            "last_layer_note": LAST_LAYER_NOTES[spec.last_layer],
+            "format": spec.fmt,
+            "template": spec.template,
+            "positions": spec.positions,
+            "layers": "all" if config.layers is None else list(config.layers),
+            "code_direction": "PC1 of D_l = H_aligned,l - H_base,l over all prompts (centered)",
+            "paper_direction": "top eigenvector of cov(H_aligned,l) - alpha cov(H_base,l), "
+            f"alpha={self.geometry.alpha}",
+            "gfs_variant": config.variant,
+            "layer_weights": {
+                "code": "linspace(0.5, 1.5, L), normalised",
+                "paper": "l / L, normalised",
+            },
+            "dtype": {"aligned": self.aligned.dtype, "base": self.base.dtype},
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The complete results document (no arrays larger than per-layer spectra)."""
         g = self.geometry
@@ -120,10 +147,11 @@ class AuditResult:
                     "format": self.spec.fmt,
                     "template": self.spec.template,
                     "last_layer": self.spec.last_layer,
-                    "last_layer_note": LAST_LAYER_NOTE,
+                    "last_layer_note": LAST_LAYER_NOTES[self.spec.last_layer],
                     "layers": list(g.layers),
                     "stores": self.stores,
                 },
+                "conventions": self.conventions(),
                 "headline": {
                     "variant": self.config.variant,
                     "gfs": self.gfs,
