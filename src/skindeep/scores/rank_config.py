@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SPEC_KS: tuple[int, ...] = (1, 3, 5, 10, 20, 50)
 """SPEC's ablation doses; capped by the number of non-zero singular values."""
@@ -46,6 +46,14 @@ class RankAuditConfig(BaseModel):
     """Activation cache folder; None: $SKINDEEP_CACHE/activations."""
     refresh: bool = False
     """Recollect activations even when cached."""
+
+    @field_validator("ks")
+    @classmethod
+    def _positive_doses(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        """A non-empty set of positive doses, sorted."""
+        if not value or min(value) < 1:
+            raise ValueError(f"doses k must be positive integers, got {list(value)}")
+        return tuple(sorted(set(value)))
 
     def json_dict(self) -> dict:
         """The config as JSON-ready data."""
