@@ -24,6 +24,13 @@ from skindeep.geometry._checks import (
     unit,
 )
 from skindeep.geometry._probe import fit_score, stratified_split
+from skindeep.geometry._spectral import (
+    CenteredSpectrum,
+    centered_spectrum,
+    contrast_top_vector,
+    top_right_vector,
+    uses_gram,
+)
 
 CPCA_ALPHAS: tuple[float, ...] = (1.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 """The alpha grid of the Skin-Deep paper for contrastive PCA."""
@@ -126,21 +133,15 @@ def _fix_signs(basis: FloatArray, reference: FloatArray | None) -> FloatArray:
     return out
 
 
-def _centered_svd(x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Column mean, singular values and right singular vectors (rows) of the centered matrix."""
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-    return mean, s, vt
-
-
-def _pca_from_svd(mean: FloatArray, s: FloatArray, vt: FloatArray, k: int, n: int) -> PCAResult:
-    """Assemble a PCAResult from a precomputed centered SVD (so callers decompose only once)."""
-    basis = _fix_signs(vt[:k].T, mean)
+def _pca_from_spectrum(spec: CenteredSpectrum, k: int, n: int) -> PCAResult:
+    """Assemble a PCAResult from a centered spectrum (so callers decompose only once)."""
+    s = spec.singular_values
+    basis = _fix_signs(spec.right_vectors(k).T, spec.mean)
     return PCAResult(
         basis=basis,
         explained_variance=s[:k] ** 2 / (n - 1),
         singular_values=s,
-        mean=mean,
+        mean=spec.mean,
     )
 
 
@@ -155,13 +156,18 @@ def pca_subspace(D: ArrayLike, k: int) -> PCAResult:
     n, d = x.shape
     if not 1 <= k <= min(n, d):
         raise ValueError(f"k must be in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
-    mean, s, vt = _centered_svd(x)
-    return _pca_from_svd(mean, s, vt, k, n)
+    return _pca_from_spectrum(centered_spectrum(x), k, n)
 
 
 def pca_direction(D: ArrayLike) -> FloatArray:
-    """First principal component of D [n, d] as a unit vector (the released-code GFS direction)."""
-    return pca_subspace(D, 1).basis[:, 0]
+    """First principal component of D [n, d] as a unit vector (the released-code GFS direction).
+
+    Equal to `pca_subspace(D, 1).basis[:, 0]`, without computing the rest of the spectrum.
+    """
+    x = as_float_array(D, "D", 2)
+    check_min_rows(x, "D")
+    mean, v = top_right_vector(x)
+    return _fix_signs(v[:, None], mean)[:, 0]
 
 
 @dataclass(frozen=True)
@@ -238,6 +244,22 @@ def cpca_subspace(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     return _cpca_solve(_cpca_factor(a, b), alpha, k)
+
+
+def cpca_direction(h_target: ArrayLike, h_background: ArrayLike, alpha: float) -> FloatArray:
+    """Top cPCA direction (the paper-variant GFS direction), equal to `cpca_subspace(...)` k=1.
+
+    At paper scale (both sets >= `GRAM_MIN_SIZE` wide) the top eigenvector is found matrix-free
+    by Lanczos; when its eigenvalue is not clearly positive (it could lie in the common null
+    space) or on small problems, the exact row-span solver runs instead.
+    """
+    a, b, alpha = _check_cpca_inputs(h_target, h_background, alpha)
+    if uses_gram(a.shape[0] + b.shape[0], a.shape[1]):
+        found = contrast_top_vector(a, b, alpha)
+        if found is not None:
+            reference = a.mean(axis=0) - b.mean(axis=0)
+            return _fix_signs(found[1][:, None], reference)[:, 0]
+    return _cpca_solve(_cpca_factor(a, b), alpha, 1).basis[:, 0]
 
 
 def select_cpca_alpha(

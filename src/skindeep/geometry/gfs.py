@@ -19,7 +19,7 @@ from skindeep.geometry.directions import (
     abs_cosine,
     arditi_direction,
     cohens_d,
-    cpca_subspace,
+    cpca_direction,
     pca_direction,
 )
 from skindeep.geometry.subspace import centered_energy, no_energy_layers
@@ -126,7 +126,7 @@ def geometric_fragility(
             v = pca_direction(diff)
             proj = diff @ v
         else:
-            v = cpca_subspace(a_l, b_l, alpha, k=1).basis[:, 0]
+            v = cpca_direction(a_l, b_l, alpha)
             proj = a_l @ v
         directions[layer] = v
         d[layer] = abs(cohens_d(proj[harmful], proj[~harmful]))

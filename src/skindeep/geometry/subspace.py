@@ -7,7 +7,7 @@ principal angles involving it are undefined (NaN here, never 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +16,14 @@ from numpy.typing import ArrayLike, NDArray
 from skindeep.geometry._checks import (
     BoolArray,
     FloatArray,
+    as_finite_array,
     as_float_array,
     check_eps,
     check_min_rows,
+    check_same_shape,
 )
-from skindeep.geometry.directions import _centered_svd, _pca_from_svd
+from skindeep.geometry._spectral import centered_spectrum
+from skindeep.geometry.directions import _pca_from_spectrum
 
 IntArray = NDArray[np.int64]
 
@@ -107,13 +110,31 @@ def energy_rank(singular_values: ArrayLike, eps: float = 0.05) -> int:
     return int(np.searchsorted(cumulative, target, side="left") + 1)
 
 
+def layer_subspace(D_l: FloatArray, k: int | None, eps: float, empty: bool) -> Subspace:
+    """One layer's subspace from its float64 difference matrix D_l [n, d] (see safety_subspace).
+
+    `empty` is the layer's verdict from `no_energy_layers` over all layers of the pair.
+    """
+    n, d = D_l.shape
+    spec = centered_spectrum(D_l)
+    s = spec.singular_values
+    if empty:
+        return Subspace(basis=np.zeros((d, 0)), k=0, singular_values=s, energy=0.0)
+    k_l = k if k is not None else max(1, energy_rank(s, eps))
+    pca = _pca_from_spectrum(spec, k_l, n)
+    return Subspace(
+        basis=pca.basis, k=k_l, singular_values=s, energy=float(np.sum(s[:k_l] ** 2) / np.sum(s**2))
+    )
+
+
 def safety_subspace(D: ArrayLike, k: int | None = None, eps: float = 0.05) -> SafetySubspace:
     """Per-layer top-k PCA subspace of D [n, L, d] (or [n, d], one layer); k=None: energy_rank.
 
     Layers whose D_l has no energy (`no_energy_layers` over the given layers) get k = 0 and a
-    [d, 0] basis, whatever k was asked for.
+    [d, 0] basis, whatever k was asked for. One layer at a time is converted to float64, so a
+    float32 stack costs no full float64 copy.
     """
-    x = as_float_array(D, "D", (2, 3))
+    x = as_finite_array(D, "D", (2, 3))
     if x.ndim == 2:
         x = x[:, None, :]
     check_min_rows(x, "D")
@@ -121,24 +142,43 @@ def safety_subspace(D: ArrayLike, k: int | None = None, eps: float = 0.05) -> Sa
     n, n_layers, d = x.shape
     if k is not None and not 1 <= k <= min(n, d):
         raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
-    svds = [_centered_svd(x[:, layer, :]) for layer in range(n_layers)]
-    empty = no_energy_layers([centered_energy(x[:, layer, :]) for layer in range(n_layers)])
-    layers = []
-    for (mean, s, vt), is_empty in zip(svds, empty, strict=True):
-        if is_empty:
-            layers.append(Subspace(basis=np.zeros((d, 0)), k=0, singular_values=s, energy=0.0))
-            continue
-        k_l = k if k is not None else max(1, energy_rank(s, eps))
-        pca = _pca_from_svd(mean, s, vt, k_l, n)
-        layers.append(
-            Subspace(
-                basis=pca.basis,
-                k=k_l,
-                singular_values=s,
-                energy=float(np.sum(s[:k_l] ** 2) / np.sum(s**2)),
-            )
-        )
-    return SafetySubspace(layers=tuple(layers), eps=eps, fixed_k=k)
+
+    def layer(i: int) -> FloatArray:
+        return np.asarray(x[:, i, :], dtype=np.float64)
+
+    return _per_layer(layer, n_layers, k, eps)
+
+
+def pair_subspace(
+    h_aligned: ArrayLike, h_base: ArrayLike, k: int | None = None, eps: float = 0.05
+) -> SafetySubspace:
+    """`safety_subspace` of D = h_aligned - h_base [n, L, d], one float64 layer at a time.
+
+    The same result as `safety_subspace(h_aligned.astype(float64) - h_base)` without holding
+    the whole float64 difference (at L = 32, n = 2000, d = 4096 that copy alone is 2 GiB).
+    """
+    a = as_finite_array(h_aligned, "h_aligned", 3)
+    b = as_finite_array(h_base, "h_base", 3)
+    check_same_shape(a, b, "h_aligned", "h_base")
+    check_min_rows(a, "h_aligned")
+    eps = check_eps(eps)
+    n, n_layers, d = a.shape
+    if k is not None and not 1 <= k <= min(n, d):
+        raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
+
+    def layer(i: int) -> FloatArray:
+        return np.asarray(a[:, i, :], dtype=np.float64) - b[:, i, :]
+
+    return _per_layer(layer, n_layers, k, eps)
+
+
+def _per_layer(
+    layer: Callable[[int], FloatArray], n_layers: int, k: int | None, eps: float
+) -> SafetySubspace:
+    """Energies of every layer first (for the empty mask), then one subspace per layer."""
+    empty = no_energy_layers([centered_energy(layer(i)) for i in range(n_layers)])
+    layers = tuple(layer_subspace(layer(i), k, eps, bool(empty[i])) for i in range(n_layers))
+    return SafetySubspace(layers=layers, eps=eps, fixed_k=k)
 
 
 def _orthonormal_columns(x: FloatArray, name: str) -> FloatArray:

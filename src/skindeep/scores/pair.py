@@ -24,8 +24,8 @@ from skindeep.geometry import (
     geometric_fragility,
     layer_statistics,
     linear_cka,
+    pair_subspace,
     principal_angles,
-    safety_subspace,
     select_cpca_alpha,
     stratified_split,
 )
@@ -181,6 +181,13 @@ def _layer_tests(h: np.ndarray, harmful: np.ndarray, config: AuditConfig) -> Lay
     return LayerStatistics(**fields)
 
 
+def _relative_change(aligned_l: np.ndarray, base_l: np.ndarray) -> float:
+    """||D_l||_F / ||H_base,l||_F of one layer in float64 (0 where the base layer is all zero)."""
+    b = np.asarray(base_l, dtype=np.float64)
+    norm = float(np.linalg.norm(b))
+    return float(np.linalg.norm(aligned_l - b)) / (norm if norm > 0 else 1.0)
+
+
 def _consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray | None, ...]:
     """Principal angles between layer l and layer l + 1 subspaces; None if either is empty."""
     return tuple(
@@ -214,8 +221,8 @@ def pair_geometry(
     except ValueError as exc:
         raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
 
-    diff = aligned.astype(np.float64) - base
-    subspace = safety_subspace(diff, k=config.k, eps=config.eps)  # also marks the empty layers
+    layer_range = range(n_layers)
+    subspace = pair_subspace(aligned, base, k=config.k, eps=config.eps)  # marks empty layers
     choice = (
         _choose_alpha(aligned, base, harmful, config, subspace.empty)
         if config.select_alpha
@@ -226,10 +233,9 @@ def pair_geometry(
         "code": geometric_fragility(aligned, base, harmful, "code"),
         "paper": geometric_fragility(aligned, base, harmful, "paper", alpha=alpha),
     }
-    base_norm = np.linalg.norm(base.astype(np.float64), axis=(0, 2))
-    relative_change = np.linalg.norm(diff, axis=(0, 2)) / np.where(base_norm > 0, base_norm, 1.0)
-    cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in range(n_layers)])
-    on = aligned if config.stats_on == "aligned" else diff
+    relative_change = np.array([_relative_change(aligned[:, i], base[:, i]) for i in layer_range])
+    cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in layer_range])
+    on = aligned if config.stats_on == "aligned" else aligned.astype(np.float64) - base
     stats = _layer_tests(on, harmful, config)
     arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
     return PairGeometry(
