@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from skindeep.geometry import (
+    _spectral,
     cpca_direction,
     cpca_subspace,
     geometric_fragility,
@@ -18,7 +19,6 @@ from skindeep.geometry import (
     pca_subspace,
     safety_subspace,
 )
-from skindeep.geometry import _spectral
 
 
 def _low_rank(n: int, d: int, rank: int, seed: int) -> np.ndarray:
