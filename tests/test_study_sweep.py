@@ -158,28 +158,3 @@ def test_store_arrays_reads_a_pair(tmp_path, pair) -> None:
     chat = _store(tmp_path / "c", base.astype(np.float32), labels, fmt="chat")
     with pytest.raises(ValueError, match="fmt"):
         store_arrays(a, chat)
-
-
-def test_sweep_table_correlates_each_cell_over_the_models_that_have_it() -> None:
-    from scipy import stats
-
-    from skindeep.study.sweep import SweepPoint
-    from skindeep.study.sweep_table import sweep_table
-
-    rng = np.random.default_rng(3)
-    names = [f"m{i}" for i in range(9)]
-    target = dict(zip(names, rng.normal(size=9), strict=True))
-    g1, g2 = rng.normal(size=9), rng.normal(size=9)
-    points = {
-        m: [SweepPoint("k", "1", "gfs_code", float(g1[i]))]
-        + ([SweepPoint("n_prompts", "64", "gfs_code", float(g2[i]))] if i < 6 else [])
-        for i, m in enumerate(names)
-    }
-    rows = {(r.setting, r.value): r for r in sweep_table(points, target, n_resamples=500)}
-    y = np.array([target[m] for m in names])
-    assert rows["k", "1"].rho == pytest.approx(stats.spearmanr(g1, y).statistic)
-    assert rows["n_prompts", "64"].n_models == 6
-    assert rows["n_prompts", "64"].rho == pytest.approx(stats.spearmanr(g2[:6], y[:6]).statistic)
-    row = rows["k", "1"].to_json()
-    assert set(row) == {"setting", "value", "predictor", "n_models", "rho", "ci", "p_perm"}
-    assert row["ci"][0] <= row["rho"] <= row["ci"][1]
