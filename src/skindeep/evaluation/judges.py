@@ -19,6 +19,7 @@ import torch
 from skindeep.errors import ModelLoadError
 from skindeep.evaluation.logits import first_token, map_last_logits
 from skindeep.evaluation.phrases import REFUSAL_KEYWORDS
+from skindeep.models.chat import format_conversation, format_user_turn, has_chat_template
 
 #: Apostrophe look-alikes models emit (U+2018, U+2019, U+02BC); ASCII keyword lists miss them.
 _APOSTROPHES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u02bc": "'"})
@@ -194,16 +195,12 @@ class ClassifierJudge:
     def format(self, prompt: str, response: str) -> str:
         """The judge's input text for one pair, in this judge's prompt style."""
         if self.prompt_style == "conversation":
-            turns = [
-                {"role": "user", "content": prompt},
-                {"role": "assistant", "content": response},
-            ]
-            return self.tokenizer.apply_chat_template(turns, tokenize=False)
+            if not has_chat_template(self.tokenizer):
+                raise ValueError("prompt_style='conversation' needs a judge with a chat template")
+            return format_conversation(self.tokenizer, prompt, response)
         text = self.template.format(prompt=prompt, response=response)
-        if self.prompt_style == "instruction" and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
+        if self.prompt_style == "instruction" and has_chat_template(self.tokenizer):
+            return format_user_turn(self.tokenizer, text)
         return text
 
     def probabilities(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:

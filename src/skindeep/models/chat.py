@@ -30,8 +30,8 @@ class ChatTemplateWarning(UserWarning):
 
 
 def has_chat_template(tokenizer: Any) -> bool:
-    """Whether the tokenizer carries a chat template."""
-    return getattr(tokenizer, "chat_template", None) is not None
+    """Whether the tokenizer carries a (non-empty) chat template."""
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
 def warn_fallback(tokenizer: Any, stacklevel: int = 3) -> None:

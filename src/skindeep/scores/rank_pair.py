@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from skindeep.geometry import (
+    FloatArray,
     abs_cosine,
     arditi_direction,
     effective_rank,
@@ -21,7 +22,6 @@ from skindeep.geometry import (
     modification_variants,
     spectral_gap_bound,
 )
-from skindeep.geometry._checks import FloatArray
 
 VARIANTS: tuple[str, ...] = ("naive", "template", "aligned", "did")
 """The four modification matrices, in SPEC order."""
