@@ -245,3 +245,11 @@ def test_headline_states_the_comparison_in_words():
     text = headline(base.model_copy(update={"stats": [flipped, strong]}))
     assert "does NOT beat" in text and "opposite of the Skin-Deep claim" in text
     assert "not significant" in text
+
+
+def test_every_packaged_study_config_validates():
+    from skindeep.study.config import PACKAGED_STUDIES
+
+    for name in PACKAGED_STUDIES:
+        config = load_study_config(name)
+        assert config.zoo and config.primary_target == "auc"
