@@ -1,4 +1,5 @@
-# Two entry points on a fresh machine: `make demo` and `make test`. Both install what they need.
+# Two entry points on a fresh machine: `make demo` (zoo, demo study, report) and `make test`.
+# Both install what they need.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/skindeep organisms build --zoo default
+	$(BIN)/skindeep demo
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -29,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/zoo_build.py
 
 clean:
-	rm -rf $(VENV) .skindeep-cache
+	rm -rf $(VENV) .skindeep-cache skindeep-demo

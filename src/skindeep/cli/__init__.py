@@ -28,6 +28,7 @@ from skindeep.cli._common import console
 from skindeep.cli.ablate import ablate_command
 from skindeep.cli.audit import audit as audit_command
 from skindeep.cli.audit import compare_command
+from skindeep.cli.demo import demo_command
 from skindeep.cli.model import app as model_app
 from skindeep.cli.organisms import app as organisms_app
 from skindeep.cli.rank import calibrate_command, rank_audit_command
@@ -53,6 +54,7 @@ app.command("ablate")(ablate_command)
 app.command("report")(report_command)
 app.command("rank-audit")(rank_audit_command)
 app.command("calibrate")(calibrate_command)
+app.command("demo")(demo_command)
 
 INTERRUPTED = (
     "interrupted: finished steps are kept (cached or written); run the same command again to resume"
