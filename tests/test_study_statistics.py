@@ -99,6 +99,14 @@ def test_bootstrap_ci_drops_degenerate_resamples_then_bca() -> None:
     np.testing.assert_allclose(got.as_list(), want, rtol=1e-10)
 
 
+def test_bootstrap_ci_with_few_resamples_and_mostly_degenerate_ones() -> None:
+    x, y = np.arange(10.0), np.arange(10.0) % 3
+    assert isinstance(bootstrap_ci(x, y, n_resamples=99), Interval)  # the config's minimum
+    one_x, one_y = np.eye(8)[0], np.eye(8)[1]  # each constant but for one model: most resamples
+    few = bootstrap_ci(one_x, one_y, n_resamples=500)
+    assert few == Undefined(few.reason) and "bootstrap resamples had a rho" in few.reason
+
+
 def test_bootstrap_ci_of_a_perfect_ranking_is_a_point() -> None:
     assert bootstrap_ci(np.arange(8.0), np.arange(8.0) ** 2, n_resamples=500) == Interval(1.0, 1.0)
 

@@ -131,7 +131,7 @@ def bootstrap_ci(
         res = stats.bootstrap((xv, yv), statistic, n_resamples=n_resamples, rng=seed, **common)
         dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
         defined = dist[np.isfinite(dist)]
-        if defined.size < max(100, n_resamples // 2):
+        if defined.size < max(2, n_resamples // 2):  # most resamples must have a rho
             return Undefined(f"only {defined.size} of {n_resamples} bootstrap resamples had a rho")
         if np.ptp(defined) == 0:
             return Interval(float(defined[0]), float(defined[0]))
