@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from rich.progress import Progress
 from torch import nn
@@ -36,7 +37,8 @@ ENCODED = [[1], [2, 3, 4], [5, 6], [7, 8, 9, 10], [11]]
 
 def test_batches_are_length_sorted_left_padded_and_cover_every_prompt() -> None:
     model = Echo()
-    got: list[Batch] = list(batches(model, ENCODED, pad_id=0, batch_size=2))
+    with batches(model, ENCODED, pad_id=0, batch_size=2) as runs:
+        got: list[Batch] = list(runs)
     assert [b.indices for b in got] == [[3, 1], [2, 0], [4]]
     assert got[0].inputs["input_ids"].tolist() == [[7, 8, 9, 10], [0, 2, 3, 4]]
     assert got[0].inputs["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 1, 1, 1]]
@@ -50,34 +52,45 @@ def test_batches_are_length_sorted_left_padded_and_cover_every_prompt() -> None:
 def test_eval_mode_and_no_grad_hold_inside_and_are_restored() -> None:
     model = Echo()
     model.train()
-    for batch in batches(model, ENCODED, pad_id=0, batch_size=2):
-        model(**batch.inputs)
+    with batches(model, ENCODED, pad_id=0, batch_size=2) as runs:
+        for batch in runs:
+            model(**batch.inputs)
     assert model.seen == [(False, False)] * 3
     assert model.training and torch.is_grad_enabled()
-    for batch in batches(model, ENCODED, pad_id=0, batch_size=2):  # leaving early restores too
-        model(**batch.inputs)
-        break
+    with batches(model, ENCODED, pad_id=0, batch_size=2) as runs:  # leaving early restores too
+        for batch in runs:
+            model(**batch.inputs)
+            break
     assert model.training and torch.is_grad_enabled()
+    # an error restores them at once, even while the exception (and its frames) lives on
+    with pytest.raises(ValueError) as kept, batches(model, ENCODED, pad_id=0) as runs:
+        for _ in runs:
+            raise ValueError("stop")
+    assert kept.value is not None
+    assert model.training and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    with pytest.raises(RuntimeError, match="inside `with batches"):
+        list(batches(model, ENCODED, pad_id=0))
 
 
 def test_position_ids_only_where_accepted_or_wanted() -> None:
-    plain = NoPositions()
-    assert not accepts(plain, "position_ids") and accepts(Echo(), "position_ids")
-    assert all("position_ids" not in b.inputs for b in batches(plain, ENCODED, pad_id=0))
-    echo = Echo()
-    assert all(
-        "position_ids" not in b.inputs for b in batches(echo, ENCODED, pad_id=0, position_ids=False)
-    )
+    plain, echo = NoPositions(), Echo()
+    assert not accepts(plain, "position_ids") and accepts(echo, "position_ids")
+    for model, wanted in ((plain, None), (echo, False)):
+        with batches(model, ENCODED, pad_id=0, position_ids=wanted) as runs:
+            assert all("position_ids" not in b.inputs for b in runs)
+    with batches(echo, ENCODED, pad_id=0) as runs:
+        assert all("position_ids" in b.inputs for b in runs)
     assert supported_kwargs(echo, use_cache=False, logits_to_keep=1) == {"use_cache": False}
 
 
 def test_progress_counts_prompts_after_each_batch() -> None:
     seen: list[int] = []
-    runs = batches(Echo(), ENCODED, pad_id=0, batch_size=2, progress=seen.append)
-    before = [list(seen) for _ in runs]  # what was reported when each batch reached the caller
+    with batches(Echo(), ENCODED, pad_id=0, batch_size=2, progress=seen.append) as runs:
+        before = [list(seen) for _ in runs]  # reported when each batch reached the caller
     assert before == [[], [2], [2, 4]]
     assert seen == [2, 4, 5]
     with Progress(disable=True) as bar:
-        for _ in batches(Echo(), ENCODED, pad_id=0, progress=bar, description="x"):
-            pass
+        with batches(Echo(), ENCODED, pad_id=0, progress=bar, description="x") as runs:
+            for _ in runs:
+                pass
         assert bar.tasks[0].completed == 5 and bar.tasks[0].description == "x"

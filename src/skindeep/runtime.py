@@ -6,22 +6,23 @@ through `batches`, so every forward pass pads, orders and reports the same way:
 
     texts = format_prompts(tokenizer, prompts, "chat")      # skindeep.models.chat
     encoded = encode(tokenizer, texts)
-    for batch in batches(model, encoded, pad_id=pad_token_id(tokenizer), progress=bar):
-        out = model(**batch.inputs, **supported_kwargs(model, logits_to_keep=1))
-        rows = out.logits[:, -1]                # row j belongs to prompt batch.indices[j]
+    with batches(model, encoded, pad_id=pad_token_id(tokenizer), progress=bar) as runs:
+        for batch in runs:
+            out = model(**batch.inputs, **supported_kwargs(model, logits_to_keep=1))
+            rows = out.logits[:, -1]            # row j belongs to prompt batch.indices[j]
 
 Batches are left-padded (every prompt's last real token sits at position -1, so read
 positions are negative offsets), sorted longest first (memory peaks, and fails, early), and
 carry `position_ids` that count real tokens only (as `generate` does), so a padded row sees
-the same positions as an unpadded one. While the loop runs the model is in eval mode and
-autograd is off (`torch.inference_mode`); both are restored when the loop ends or breaks.
+the same positions as an unpadded one. Inside the `with` block the model is in eval mode and
+autograd is off (`torch.inference_mode`); both are restored when the block ends, however.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from skindeep.models.chat import PromptFormat, format_prompts
 
 __all__ = [
     "Batch",
+    "BatchRun",
     "ProgressLike",
     "PromptFormat",
     "accepts",
@@ -175,6 +177,64 @@ class Batch:
         return int(self.inputs["input_ids"].shape[1])
 
 
+class BatchRun:
+    """Left-padded, length-sorted batches of encoded prompts, run in eval mode with autograd
+    off: a context manager (the modes hold inside `with`) that iterates `Batch`es.
+
+    The modes belong to the `with` block, not to the iterator, so an error in the caller's
+    loop body restores them at once (a suspended generator would hold them until its
+    exception is freed).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        encoded: Sequence[Sequence[int]],
+        *,
+        pad_id: int,
+        batch_size: int = 16,
+        progress: ProgressLike = None,
+        description: str = "forward",
+        position_ids: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.encoded = encoded
+        self.pad_id = pad_id
+        self.order = length_sorted_batches([len(ids) for ids in encoded], batch_size)
+        self.keep_positions = (
+            accepts(model, "position_ids") if position_ids is None else position_ids
+        )
+        self.progress = progress
+        self.description = description
+        self._modes: ExitStack | None = None
+
+    def __enter__(self) -> BatchRun:
+        modes = ExitStack()
+        modes.enter_context(eval_mode(self.model))
+        modes.enter_context(torch.inference_mode())
+        self._modes = modes
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        modes, self._modes = self._modes, None
+        if modes is not None:
+            modes.close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self._modes is None:
+            raise RuntimeError("iterate batches inside `with batches(...) as runs:`")
+        device = model_device(self.model)
+        report = progress_callback(self.progress, len(self.encoded), self.description)
+        done = 0
+        for indices in self.order:
+            inputs = left_pad([self.encoded[i] for i in indices], self.pad_id, device)
+            if not self.keep_positions:
+                inputs.pop("position_ids")
+            yield Batch(indices, inputs)
+            done += len(indices)
+            report(done)
+
+
 def batches(
     model: Any,
     encoded: Sequence[Sequence[int]],
@@ -184,31 +244,29 @@ def batches(
     progress: ProgressLike = None,
     description: str = "forward",
     position_ids: bool | None = None,
-) -> Iterator[Batch]:
+) -> BatchRun:
     """Left-padded, length-sorted batches of `encoded`, in eval mode with autograd off.
 
-    `position_ids`: None passes them when the model's forward accepts them, False never
-    (`generate` derives its own from the mask). `progress` advances by a batch's prompts once
-    the caller's loop body for that batch has run. Eval mode and inference mode hold for the
-    whole loop and are restored when it ends, raises or breaks.
+    Use as `with batches(...) as runs: for batch in runs: ...`. `position_ids`: None passes
+    them when the model's forward accepts them, False never (`generate` derives its own from
+    the mask). `progress` advances by a batch's prompts once the caller's loop body for that
+    batch has run. Eval mode and inference mode hold inside the `with` block and are restored
+    when it ends, however it ends.
 
     >>> from skindeep.models.chat import format_prompts
     >>> tok = micro_dpo.tokenizer
     >>> encoded = encode(tok, format_prompts(tok, ["hi", "how do i bake a cake ?"], "chat"))
-    >>> runs = batches(micro_dpo.model, encoded, pad_id=pad_token_id(tok), batch_size=1)
-    >>> [(b.indices, b.width) for b in runs] == [([1], len(encoded[1])), ([0], len(encoded[0]))]
+    >>> with batches(micro_dpo.model, encoded, pad_id=pad_token_id(tok), batch_size=1) as runs:
+    ...     got = [(b.indices, b.width) for b in runs]
+    >>> got == [([1], len(encoded[1])), ([0], len(encoded[0]))]
     True
     """
-    order = length_sorted_batches([len(ids) for ids in encoded], batch_size)
-    keep_positions = accepts(model, "position_ids") if position_ids is None else position_ids
-    device = model_device(model)
-    report = progress_callback(progress, len(encoded), description)
-    done = 0
-    with eval_mode(model), torch.inference_mode():
-        for indices in order:
-            inputs = left_pad([encoded[i] for i in indices], pad_id, device)
-            if not keep_positions:
-                inputs.pop("position_ids")
-            yield Batch(indices, inputs)
-            done += len(indices)
-            report(done)
+    return BatchRun(
+        model,
+        encoded,
+        pad_id=pad_id,
+        batch_size=batch_size,
+        progress=progress,
+        description=description,
+        position_ids=position_ids,
+    )

@@ -184,7 +184,7 @@ def collect(
         progress=progress,
         description="activations",
     )
-    with recording as records:  # checks the site and last-layer settings before any sink starts
+    with recording as records, runs:  # checks the site and last layer before any sink starts
         for s in sinks:
             s.begin(spec, list(prompts), label_list)
         for batch in runs:

@@ -81,7 +81,7 @@ def generate_token_ids(
         description="generating",
         position_ids=False,  # generate derives them from the attention mask
     )
-    with plain_generation_config(model):
+    with plain_generation_config(model), runs:
         for batch in runs:
             out = model.generate(**batch.inputs, generation_config=config)
             new = out[:, batch.width :].tolist()

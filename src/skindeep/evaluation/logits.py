@@ -87,9 +87,10 @@ def map_last_logits(
         progress=progress,
         description=description,
     )
-    for batch in runs:
-        logits = model(**batch.inputs, **extra).logits[:, -1, :].to(torch.float64)
-        rows.update(zip(batch.indices, reduce(logits).cpu(), strict=True))
+    with runs:
+        for batch in runs:
+            logits = model(**batch.inputs, **extra).logits[:, -1, :].to(torch.float64)
+            rows.update(zip(batch.indices, reduce(logits).cpu(), strict=True))
     if not rows:
         return torch.empty(0, dtype=torch.float64)
     return torch.stack([rows[i] for i in range(len(prompts))])

@@ -113,20 +113,22 @@ def plan_scores(
     scores = np.empty((len(plans), len(texts)))
     kls = None if baseline_logp is None else np.empty((len(plans), len(texts)))
     done = 0
-    for batch in batches(model, encoded, pad_id=pad_token_id(tokenizer), batch_size=batch_size):
-        rows_of = batch.indices
-        for start in range(0, len(plans), plans_per_pass):
-            chunk = plans[start : start + plans_per_pass]
-            tiled = {k: v.repeat(len(chunk), 1) for k, v in batch.inputs.items()}
-            with row_interventions(adapter, chunk, len(rows_of), device):
-                logits = model(**tiled, **extra).logits[:, -1, :].to(torch.float64).cpu()
-            rows = slice(start, start + len(chunk))
-            odds = refusal_log_odds(logits, refusal_ids)
-            scores[rows, rows_of] = odds.view(len(chunk), -1).numpy()
-            if kls is not None and baseline_logp is not None:
-                base = baseline_logp[rows_of].repeat(len(chunk), 1)
-                kls[rows, rows_of] = kl_divergence(base, logits).reshape(len(chunk), -1)
-            done += len(chunk) * len(rows_of)
-            if report is not None:
-                report(done)
+    runs = batches(model, encoded, pad_id=pad_token_id(tokenizer), batch_size=batch_size)
+    with runs:
+        for batch in runs:
+            rows_of = batch.indices
+            for start in range(0, len(plans), plans_per_pass):
+                chunk = plans[start : start + plans_per_pass]
+                tiled = {k: v.repeat(len(chunk), 1) for k, v in batch.inputs.items()}
+                with row_interventions(adapter, chunk, len(rows_of), device):
+                    logits = model(**tiled, **extra).logits[:, -1, :].to(torch.float64).cpu()
+                rows = slice(start, start + len(chunk))
+                odds = refusal_log_odds(logits, refusal_ids)
+                scores[rows, rows_of] = odds.view(len(chunk), -1).numpy()
+                if kls is not None and baseline_logp is not None:
+                    base = baseline_logp[rows_of].repeat(len(chunk), 1)
+                    kls[rows, rows_of] = kl_divergence(base, logits).reshape(len(chunk), -1)
+                done += len(chunk) * len(rows_of)
+                if report is not None:
+                    report(done)
     return scores, kls
