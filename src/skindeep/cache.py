@@ -13,9 +13,19 @@ from typing import Any
 
 
 def cache_root() -> Path:
-    """Where cached artifacts live: $SKINDEEP_CACHE, else ~/.cache/skindeep."""
+    """Where cached artifacts live: $SKINDEEP_CACHE, else ~/.cache/skindeep.
+
+    A $SKINDEEP_CACHE that is a file (or lies under one) is a ConfigError, not an empty cache.
+    """
     env = os.environ.get("SKINDEEP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "skindeep"
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "skindeep"
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        from skindeep.errors import ConfigError
+
+        where = "is a file" if existing == root else f"lies under the file {existing}"
+        raise ConfigError(f"the cache folder {root} ($SKINDEEP_CACHE) {where}, not a folder")
+    return root
 
 
 def content_hash(obj: Any, length: int = 16) -> str:

@@ -24,7 +24,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from skindeep.cli._common import console, default_of, option_error, progress, require_real_data
+from skindeep.cli._common import (
+    check_model_source,
+    console,
+    default_of,
+    finite,
+    option_error,
+    out_folder,
+    progress,
+    require_real_data,
+)
 from skindeep.dose.options import AblateConfig
 from skindeep.errors import ConfigError
 from skindeep.prompts import resolve_prompt_spec
@@ -75,11 +84,12 @@ def parse_threshold(text: str) -> float | str:
     if text == "midpoint":
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ConfigError(
             f"--steering-threshold {text!r}: expected a number or 'midpoint'"
         ) from None
+    return finite(value, "--steering-threshold")
 
 
 def _num(value: float | None, spec: str = ".2f") -> str:
@@ -229,7 +239,9 @@ def ablate_command(
     check_weights: Annotated[
         bool, typer.Option(help="Also run orthogonalised weights; report max |logit diff|")
     ] = default_of(AblateConfig, "check_weights"),
-    out: Annotated[Path, typer.Option(help="Output folder")] = Path("skindeep-out/ablate"),
+    out: Annotated[Path, typer.Option(help="Output folder", callback=out_folder)] = Path(
+        "skindeep-out/ablate"
+    ),
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file name inside --model")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16, float16 or auto")] = "float32",
     device: Annotated[
@@ -238,9 +250,6 @@ def ablate_command(
     ] = "cpu",
 ) -> None:
     """Ablate k directions of each basis, measure refusal against k with a random-null band."""
-    from skindeep.dose import ablate, check_inputs
-    from skindeep.models import load_model
-
     try:
         config = AblateConfig(
             directions=tuple(directions),
@@ -263,6 +272,9 @@ def ablate_command(
         )
     except ValidationError as exc:
         raise option_error(exc, {"ks": "--k"}) from None
+    check_model_source(model)
+    if base is not None:
+        check_model_source(base, "--base")
     specs = {
         "--harmful": harmful,
         "--harmless": harmless,
@@ -274,9 +286,16 @@ def ablate_command(
         resolve_prompt_spec(text, flag.endswith("harmful"), column, seed)
         for flag, text in specs.items()
     ]
+    from skindeep.dose import ablate, check_inputs
+    from skindeep.models import load_model
+
     check_inputs(*sets, config, with_base=base is not None)  # before loading any model
     loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
     base_loaded = None if base is None else load_model(base, dtype=dtype, device=device)
+    if base_loaded is not None:  # the audit's pair check: same architecture, width and depth
+        from skindeep.scores import check_compatible
+
+        check_compatible(loaded, base_loaded)
     with progress() as bar:
         run = ablate(loaded, *sets, config, base=base_loaded, out=out, progress=bar)
     paths = run.save(out)

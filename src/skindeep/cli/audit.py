@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from skindeep.cli._common import console, option_error, progress
+from skindeep.cli._common import console, option_error, out_folder, progress
 from skindeep.errors import ConfigError
 from skindeep.prompts import PromptSet, check_pair, resolve_prompt_spec
 
@@ -142,9 +142,9 @@ def audit(
         str,
         typer.Option(help="Harmless prompts: file, hf:NAME[:SPLIT] or organism:heldout|train[:N]"),
     ],
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results")] = Path(
-        "audit"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the results", callback=out_folder)
+    ] = Path("audit"),
     variant: Annotated[Variant, typer.Option(help="Headline GFS variant")] = Variant.code,
     fmt: Annotated[Format, typer.Option("--format", help="Prompt format")] = Format.chat,
     layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0,2,-1 (default all)")] = None,
@@ -240,9 +240,9 @@ def compare_command(
         Path | None,
         typer.Argument(metavar="[RUN_B]", help="A second audit folder (omit: A across layers)"),
     ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for compare.json")] = Path(
-        "audit-compare"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for compare.json", callback=out_folder)
+    ] = Path("audit-compare"),
 ) -> None:
     """Principal angles between the safety subspaces of two audits, layer by layer.
 

@@ -130,11 +130,22 @@ def list_(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
     show_all: bool = typer.Option(False, "--all", help="include organisms of older builds"),
 ) -> None:
-    """Show every built organism with its recipe, size and behaviour."""
+    """Show every built organism with its recipe, size and behaviour.
+
+    A corrupt organism.json does not hide the others: they are listed, then the broken ones
+    are named in one error line (exit code 2).
+    """
+    from skindeep.cache import cache_root
+    from skindeep.errors import ConfigError
+
+    cache_root()  # a $SKINDEEP_CACHE that is a file fails here, before torch is imported
     from skindeep.organisms.zoo import BUILD_VERSION, list_organisms, organisms_dir
 
+    broken: list[ConfigError] = []
     found = [
-        o for o in list_organisms() if show_all or o.meta.get("build_version") == BUILD_VERSION
+        o
+        for o in list_organisms(broken=broken)
+        if show_all or o.meta.get("build_version") == BUILD_VERSION
     ]
     if as_json:
         typer.echo(
@@ -144,8 +155,9 @@ def list_(
                 default=str,
             )
         )
-        return
-    if not found:
+    elif found:
+        console.print(behaviour_table(found, f"organisms in {organisms_dir()}"))
+    elif not broken:
         console.print(f"no organisms in {organisms_dir()}; run `skindeep organisms build`")
-        return
-    console.print(behaviour_table(found, f"organisms in {organisms_dir()}"))
+    if broken:
+        raise ConfigError("; ".join(str(exc) for exc in broken))

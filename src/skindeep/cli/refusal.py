@@ -10,6 +10,7 @@ generations.jsonl (prompt, response, verdict). Parsing only: the measurement is
 
 from __future__ import annotations
 
+import string
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -18,8 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from skindeep.cli._common import console, default_of, option_error, progress
-from skindeep.errors import ConfigError
+from skindeep.cli._common import console, default_of, option_error, out_folder, progress
+from skindeep.errors import ConfigError, SkindeepError
 from skindeep.evaluation.options import GenerationOptions
 from skindeep.prompts import resolve_prompt_spec
 
@@ -66,24 +67,47 @@ def verdict_table(rows: list[dict[str, Any]], total: int, width: int = 48) -> st
     return "\n".join(lines)
 
 
-def _classifier(
-    path: Path, labels: str, style: str, template: Path | None, device: str, batch_size: int
-) -> Judge:
-    """The classifier judge the --judge-* options describe (ConfigError when they cannot)."""
-    from skindeep.evaluation import ClassifierJudge
+def read_template(path: Path) -> str:
+    """The text of a --judge-template file, whose only fields are {prompt} and {response}."""
+    if not path.is_file():
+        raise ConfigError(f"--judge-template {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+        fields = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    except UnicodeDecodeError:
+        raise ConfigError(f"--judge-template {path} is not UTF-8 text") from None
+    except ValueError as exc:  # a lone brace
+        raise ConfigError(
+            f"--judge-template {path}: {exc} (write literal braces as {{{{ and }}}})"
+        ) from None
+    unknown = sorted(fields - {"prompt", "response"})
+    if unknown:
+        raise ConfigError(
+            f"--judge-template {path}: unknown field {{{unknown[0]}}}; the fields are {{prompt}} "
+            "and {response} (write literal braces as {{ and }})"
+        )
+    return text
 
+
+def _judge_options(labels: str, style: str, template: Path | None) -> dict[str, Any]:
+    """The classifier judge's settings from the --judge-* options, checked before any loading."""
     words = tuple(w.strip() for w in labels.split(","))
     if len(words) != 2 or not all(words):
         raise ConfigError(f"--judge-labels {labels!r}: expected two words, e.g. unsafe,safe")
     extra: dict[str, Any] = {"labels": words, "prompt_style": style}
     if template is not None:
-        if not template.is_file():
-            raise ConfigError(f"--judge-template {template} does not exist")
-        extra["template"] = template.read_text(encoding="utf-8")
+        extra["template"] = read_template(template)
+    return extra
+
+
+def _classifier(path: Path, extra: dict[str, Any], device: str, batch_size: int) -> Judge:
+    """Load the classifier judge (ConfigError naming --judge-model when it cannot be)."""
+    from skindeep.evaluation import ClassifierJudge
+
     try:
         return ClassifierJudge.load(path, device=device, batch_size=batch_size, **extra)
-    except ValueError as exc:  # e.g. the judge's tokenizer cannot spell its labels
-        raise ConfigError(f"--judge-model {path}: {exc}") from exc
+    except (ValueError, SkindeepError) as exc:  # corrupt, or cannot spell its labels
+        raise ConfigError(f"--judge-model: {exc}") from None
 
 
 def refusal(
@@ -135,9 +159,10 @@ def refusal(
     flagged: Annotated[Flagged, typer.Option(help="Where empty/degenerate outputs go")] = (
         Flagged.exclude
     ),
-    out: Annotated[Path, typer.Option(help="Folder for refusal.json and generations.jsonl")] = Path(
-        "skindeep-out/refusal"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option(help="Folder for refusal.json and generations.jsonl", callback=out_folder),
+    ] = Path("skindeep-out/refusal"),
     show: Annotated[
         int, typer.Option(min=0, help="Print the verdicts of the first N prompts (0: none)")
     ] = 10,
@@ -149,9 +174,6 @@ def refusal(
     ] = "cpu",
 ) -> None:
     """Generate greedily, judge every response, print the refusal rate with its 95% CI."""
-    from skindeep.evaluation.measure import measure_refusal
-    from skindeep.models import load_model
-
     if judge is JudgeKind.classifier and judge_model is None:
         raise ConfigError("--judge classifier needs --judge-model PATH (a local checkpoint folder)")
     if judge is JudgeKind.keyword and judge_model is not None:
@@ -162,18 +184,23 @@ def refusal(
         )
     except ValidationError as exc:
         raise option_error(exc, {"fmt": "--format"}) from None
+    extra = (
+        None if judge_model is None else _judge_options(judge_labels, judge_style, judge_template)
+    )
     prompt_set = resolve_prompt_spec(prompts, None, column)
     if limit is not None:
         prompt_set = prompt_set.head(limit)
+
+    from skindeep.evaluation.measure import measure_refusal
+    from skindeep.models import load_model
+
     loaded = load_model(model, gguf_file=gguf_file, dtype=dtype, device=device)
     judge_impl = None
-    if judge_model is not None:
+    if judge_model is not None and extra is not None:
+        judge_impl = _classifier(judge_model, extra, device, batch_size)
         console.print(
             "[yellow]classifier verdicts measure harmful compliance: 'refused' means the judge "
             "found none, which reads as refusal on harmful prompts only[/]"
-        )
-        judge_impl = _classifier(
-            judge_model, judge_labels, judge_style, judge_template, device, batch_size
         )
     with progress() as bar:
         measured = measure_refusal(

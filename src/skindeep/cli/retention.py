@@ -9,9 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from skindeep.cli._common import (
+    check_model_source,
     console,
     default_of,
     option_error,
+    out_folder,
     progress,
     require_real_data,
 )
@@ -150,7 +152,7 @@ def retention(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads (default: 1 for organisms, else torch's)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder", callback=out_folder)] = None,
 ) -> None:
     """Benign fine-tuning at every (n, seed); refusal, retention and over-refusal, cached."""
     from pydantic import ValidationError
@@ -185,6 +187,7 @@ def retention(
         raise ConfigError(f"--n-eval must be >= 1, got {n_eval}")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
+    check_model_source(model)
     source = resolve_model(model)
     specs = {"--benign": benign, "--harmful": harmful, "--harmless": harmless or "none"}
     require_real_data(source, {flag: v for flag, v in specs.items() if v != "none"})

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skindeep.cli._common import console, progress
+from skindeep.cli._common import console, out_folder, progress
 from skindeep.errors import ConfigError
 
 app = typer.Typer(
@@ -27,7 +27,10 @@ def render_report(out: Path) -> None:
 @app.command("run")
 def run(
     config: Annotated[str, typer.Argument(help="'demo', 'study', 'micro' or a .toml/.yaml file")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for study.json and tables")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Folder for study.json and tables", callback=out_folder),
+    ],
     executor: Annotated[str, typer.Option(help="'local' (process pool) or 'ray'")] = "local",
     workers: Annotated[
         int, typer.Option(help="Local worker processes (0: one per available CPU)")

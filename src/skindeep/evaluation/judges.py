@@ -188,7 +188,7 @@ class ClassifierJudge:
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map="auto")
             else:
                 model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-        except (OSError, ValueError) as err:
+        except Exception as err:  # corrupt weights raise SafetensorError, configs many more
             raise ModelLoadError(f"could not load a causal LM judge from {path}: {err}") from err
         return cls(model.eval(), tokenizer, **kwargs)
 

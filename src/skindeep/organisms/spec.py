@@ -128,7 +128,12 @@ def _read_zoo_spec(source: str | Path) -> ZooSpec:
                 f"zoo spec {path} not found "
                 f"(give one of {', '.join(PACKAGED_ZOOS)} or a .toml/.yaml file)"
             )
-        text, suffix = path.read_text(), path.suffix.lower()
+        try:
+            text, suffix = path.read_text(encoding="utf-8"), path.suffix.lower()
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"zoo spec {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+            ) from None
     try:
         if suffix == ".toml":
             raw = tomllib.loads(text)

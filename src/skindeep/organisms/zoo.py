@@ -26,6 +26,7 @@ from transformers import (
 
 from skindeep.artifacts import atomic_directory
 from skindeep.cache import cache_root, content_hash
+from skindeep.errors import ConfigError
 from skindeep.models.loading import load_tokenizer
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
 from skindeep.organisms.data import organism_data
@@ -137,8 +138,14 @@ def _save(model: PreTrainedModel, tokenizer, meta: dict, final: Path) -> Organis
 
 
 def read_organism(path: Path) -> Organism:
-    """Open a built organism folder's record."""
-    meta = json.loads((path / METADATA).read_text())
+    """Open a built organism folder's record; a ConfigError naming the file if it is unreadable."""
+    file = path / METADATA
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{file} is corrupt ({exc}); delete its folder and rebuild") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise ConfigError(f"{file} is corrupt (no organism name); delete its folder and rebuild")
     return Organism(meta["name"], path, meta)
 
 
@@ -334,10 +341,23 @@ def _meta(
     return meta
 
 
-def list_organisms(root: Path | None = None) -> list[Organism]:
-    """Every built organism under `root` (default: the cache), sorted by name."""
+def list_organisms(
+    root: Path | None = None, broken: list[ConfigError] | None = None
+) -> list[Organism]:
+    """Every built organism under `root` (default: the cache), sorted by name.
+
+    An unreadable organism.json raises its ConfigError, or, when a `broken` list is given, is
+    appended there and skipped (so a listing shows the others and names the broken ones).
+    """
     root = root or organisms_dir()
     if not root.is_dir():
         return []
-    found = [read_organism(p) for p in root.iterdir() if (p / METADATA).is_file()]
+    found = []
+    for path in sorted(p for p in root.iterdir() if (p / METADATA).is_file()):
+        try:
+            found.append(read_organism(path))
+        except ConfigError as exc:
+            if broken is None:
+                raise
+            broken.append(exc)
     return sorted(found, key=lambda o: o.name)

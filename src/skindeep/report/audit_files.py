@@ -200,7 +200,12 @@ def read_subspaces(run: Path) -> SavedSubspaces:
             raise AuditFilesError(f"{path}: {key} has shape {t.shape}, expected [k, {d}]")
         bases.append(np.ascontiguousarray(t.T))
     doc = _read_results(folder)
-    stale = _old_empty_layers(doc, len(layers))
+    try:
+        stale = _old_empty_layers(doc, len(layers))
+    except (TypeError, ValueError) as exc:  # a hand-edited or foreign results file
+        raise AuditFilesError(
+            f"{folder / RESULTS} holds a value that is not a number: {exc}"
+        ) from None
     if stale is not None:
         bases = [np.zeros((d, 0)) if e else b for b, e in zip(bases, stale, strict=True)]
     models = doc.get("models", {}) if isinstance(doc.get("models"), dict) else {}
