@@ -137,7 +137,7 @@ def test_folder_without_config(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"has no config.json; expected"):
         load_model(tmp_path)
     (tmp_path / "weights.gguf").write_bytes(b"GGUF")
-    with pytest.raises(ModelLoadError, match=r"pass gguf_file= one of weights.gguf"):
+    with pytest.raises(ModelLoadError, match=r"--gguf-file, gguf_file= in Python: weights.gguf"):
         load_model(tmp_path)
 
 

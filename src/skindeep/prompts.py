@@ -97,8 +97,8 @@ def _pick_column(available: Sequence[str], column: str | None, where: str) -> st
         if name in available:
             return name
     raise PromptError(
-        f"{where} has none of the default prompt columns ({', '.join(DEFAULT_COLUMNS)}); pass "
-        f"column= one of: {', '.join(available)}"
+        f"{where} has none of the default prompt columns ({', '.join(DEFAULT_COLUMNS)}); choose "
+        f"one with --column (column= in Python): {', '.join(available)}"
     )
 
 
@@ -106,7 +106,7 @@ def _from_records(records: list[Any], column: str | None, where: str) -> list[st
     """Prompts from a list of strings, or of objects read at one column."""
     if all(isinstance(r, str) for r in records):
         if column is not None:
-            raise PromptError(f"{where} is a list of strings; column={column!r} does not apply")
+            raise PromptError(f"{where} is a list of strings; --column {column!r} does not apply")
         return list(records)
     if not all(isinstance(r, dict) for r in records):
         raise PromptError(f"{where}: expected a list of strings or a list of objects")
@@ -156,7 +156,7 @@ def _read_csv(path: Path, column: str | None, delimiter: str) -> list[str]:
 
 def _read_text(path: Path, column: str | None) -> list[str]:
     if column is not None:
-        raise PromptError(f"{path} is plain text (one prompt per line); column= does not apply")
+        raise PromptError(f"{path} is plain text (one prompt per line); --column does not apply")
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

@@ -139,6 +139,8 @@ def option_error(
             continue
         flag = flags.get(names[-1]) or flags.get(".".join(names)) or flag_name(names[-1])
         value = error.get("input")
+        if isinstance(value, (list, tuple)):  # as typed: --n 0,5
+            value = ",".join(str(v) for v in value)
         shown = "" if isinstance(value, Mapping) else f" {value}"
         parts.append(f"{flag}{shown}: {_allowed(error)}")
     return ConfigError("; ".join(parts) if parts else f"invalid {what}: {exc}")

@@ -157,11 +157,6 @@ def retention(
     """Benign fine-tuning at every (n, seed); refusal, retention and over-refusal, cached."""
     from pydantic import ValidationError
 
-    from skindeep.finetune.data import benign_pairs, retention_sets
-    from skindeep.finetune.output import write_outputs
-    from skindeep.finetune.retention import run_retention
-    from skindeep.prompts import load_prompts
-
     try:
         config = RetentionConfig(
             ns=parse_ints(n, "--n"),
@@ -188,6 +183,12 @@ def retention(
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     check_model_source(model)
+
+    from skindeep.finetune.data import benign_pairs, retention_sets
+    from skindeep.finetune.output import write_outputs
+    from skindeep.finetune.retention import run_retention
+    from skindeep.prompts import load_prompts
+
     source = resolve_model(model)
     specs = {"--benign": benign, "--harmful": harmful, "--harmless": harmless or "none"}
     require_real_data(source, {flag: v for flag, v in specs.items() if v != "none"})

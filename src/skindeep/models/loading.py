@@ -143,7 +143,12 @@ def _resolve_local(path: Path, gguf_file: str | None) -> _Resolved:
             raise ModelLoadError(f"GGUF file {gguf_file!r} not found in {path}{found}")
         return _Resolved(str(path), gguf_file, path)
     if not (path / "config.json").is_file():
-        hint = f" (it has .gguf files: pass gguf_file= one of {', '.join(ggufs)})" if ggufs else ""
+        hint = (
+            f" (it has .gguf files: choose one with --gguf-file, gguf_file= in Python: "
+            f"{', '.join(ggufs)})"
+            if ggufs
+            else ""
+        )
         raise ModelLoadError(f"{path} has no config.json{hint}; {_EXPECTED}")
     return _Resolved(str(path), None, path)
 

@@ -9,10 +9,9 @@ unchanged spec is never rebuilt and a killed build resumes where it stopped.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, EvalSpec, ZooSpec
 from skindeep.organisms.tokenizer import build_tokenizer
 from skindeep.organisms.training import TrainConfig
+from skindeep.workers import process_pool
 
 #: Bump when training code changes in a way that changes weights for the same spec.
 BUILD_VERSION = "2"
@@ -268,10 +268,7 @@ def build_zoo(
             )
             report(a.name, "built")
         return out
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_quiet_worker
-    ) as pool:
+    with process_pool(workers, _quiet_worker) as pool:
         running: dict[Future, str] = {}
 
         def submit_ready() -> None:

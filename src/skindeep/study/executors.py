@@ -9,12 +9,11 @@ for one CPU, and one GPU when the study's device is not the CPU.
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Literal
 
@@ -22,6 +21,7 @@ from skindeep.cache import cache_root
 from skindeep.errors import ConfigError
 from skindeep.study.config import StudyConfig
 from skindeep.study.pipeline import ModelJob, run_pipeline
+from skindeep.workers import process_pool
 
 Executor = Literal["local", "ray"]
 #: Called with (job name, finished count, total) after each model.
@@ -74,8 +74,7 @@ def run_local(
             if report:
                 report(job.name, i + 1, len(jobs))
         return [r for r in results if r is not None]
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_worker) as pool:
+    with process_pool(workers, _pool_worker) as pool:
         futures = {pool.submit(run_pipeline, job, config, root): i for i, job in enumerate(jobs)}
         for done, fut in enumerate(as_completed(futures), 1):
             i = futures[fut]
