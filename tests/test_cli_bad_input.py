@@ -299,7 +299,11 @@ def test_ctrl_c_exits_130_keeps_finished_results_and_says_how_to_resume(
         assert time.monotonic() < deadline, "retention never measured refusal before"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"no exit 300 s after SIGINT: {process.communicate()[1].decode()[-2000:]}")
     text = out.decode() + err.decode()
     assert process.returncode == 130, text
     assert "Traceback" not in text, text
