@@ -148,6 +148,7 @@ def test_band_mode_runs_the_wide_band(organism, directions, tmp_path, monkeypatc
 
 def test_real_model_needs_prompt_files(tmp_path, monkeypatch, capsys) -> None:
     """A model that is not an organism cannot silently use the organism-language defaults."""
+    (tmp_path / "config.json").write_text("{}")  # a model folder, not an organism
     args = ["ablate", "--model", str(tmp_path), "--directions", "select"]
     code, _, err = run_cli(args, monkeypatch, capsys)
     assert code == 2 and "is not a skindeep organism" in err and "--harmful" in err, err

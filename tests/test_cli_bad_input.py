@@ -172,6 +172,11 @@ CASES: dict[str, Case] = {
     ),
     "build-out": Case(("organisms", "build", "--out", "{tmp}"), ("--out", "is a folder")),
     "study-out": Case(("study", "run", "micro", "-o", "{tmp}/file.txt"), ("--out",), _file),
+    "calibrate-out": Case(("calibrate", "-o", "{tmp}/file.txt/x"), ("--out", "a file"), _file),
+    "report-out": Case(("report", "{tmp}", "-o", "{tmp}/file.txt"), ("--out", "a file"), _file),
+    "rank-audit-out": Case(
+        ("rank-audit", "-a", "x", "-b", "y", "-o", "{tmp}/file.txt"), ("--out", "a file"), _file
+    ),
     # 3. corrupt or foreign files
     "zoo-latin1": Case(
         ("organisms", "build", "--zoo", "{tmp}/zoo.toml"), ("zoo.toml", "UTF-8"), _latin1_zoo

@@ -11,7 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from skindeep.cli._common import console, is_organism, progress, require_real_data
+from skindeep.cli._common import (
+    console,
+    is_organism,
+    out_folder,
+    progress,
+    require_real_data,
+)
 from skindeep.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,9 +53,9 @@ def rank_audit_command(
         tuple[str, str] | None,
         typer.Option(help="Two prompt files of a neutral contrast (organisms: en/fr, mood)"),
     ] = None,
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results")] = Path(
-        "rank-audit"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the results", callback=out_folder)
+    ] = Path("rank-audit"),
     eps: Annotated[float, typer.Option(help="Energy tolerance of rank_eps")] = 0.05,
     layers: Annotated[str | None, typer.Option(help="Layers, e.g. 0,2,-1 (default all)")] = None,
     raw: Annotated[bool, typer.Option(help="Collect raw format (M_naive, M_aligned)")] = True,
@@ -157,9 +163,9 @@ def _parse_floats(text: str, flag: str) -> tuple[float, ...]:
 
 
 def calibrate_command(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the results")] = Path(
-        "calibration"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the results", callback=out_folder)
+    ] = Path("calibration"),
     lambdas: Annotated[str, typer.Option(help="Regulariser weights swept")] = "0,0.5,5,50,500",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per lambda")] = 3,
     target: Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from skindeep.cli._common import console
+from skindeep.cli._common import console, out_folder
 
 
 def report_command(
@@ -20,7 +20,10 @@ def report_command(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for the report (default: DIR)")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for the report (default: DIR)", callback=out_folder
+        ),
     ] = None,
 ) -> None:
     """Render a results folder: report.html (plots embedded, no network), report.md with
