@@ -172,6 +172,7 @@ CASES: dict[str, Case] = {
     ),
     "build-out": Case(("organisms", "build", "--out", "{tmp}"), ("--out", "is a folder")),
     "study-out": Case(("study", "run", "micro", "-o", "{tmp}/file.txt"), ("--out",), _file),
+    "demo-out": Case(("demo", "--out", "{tmp}/file.txt"), ("--out", "is a file"), _file),
     "calibrate-out": Case(("calibrate", "-o", "{tmp}/file.txt/x"), ("--out", "a file"), _file),
     "report-out": Case(("report", "{tmp}", "-o", "{tmp}/file.txt"), ("--out", "a file"), _file),
     "rank-audit-out": Case(

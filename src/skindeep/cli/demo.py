@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from skindeep.cli._common import console
+from skindeep.cli._common import console, out_folder
 
 DEMO_CONFIG = "demo"
 
@@ -44,7 +44,10 @@ def _bar() -> Progress:
 
 def demo_command(
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Folder for study.json and the report")
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for study.json and the report", callback=out_folder
+        ),
     ] = Path("skindeep-demo"),
     workers: Annotated[
         int, typer.Option(min=0, help="Parallel worker processes (0: one per available CPU)")
