@@ -46,6 +46,7 @@ def test_single_model_folder(tmp_path) -> None:
     html = files.html.read_text()
     _self_contained(html)
     assert html.count("<figure data-plot=") == 3
+    assert "Ablation dose-response: aligned0" in html  # the audit names the model
     assert html.count("data:image/png;base64,") == 3
     audit = json.loads((folder / "audit.json").read_text())
     layers = pq.read_table(tmp_path / "out" / "tables" / "audit_layers.parquet").to_pydict()
@@ -69,6 +70,7 @@ def test_each_kind_alone(tmp_path) -> None:
     fx.dose_result(2.0).save(tmp_path / "dose")
     doc = build_document(tmp_path / "dose")
     assert doc.kind == "dose" and [p.name for p in doc.plots()] == ["dose"]
+    assert doc.sections[0].title == "Ablation dose-response: dose"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from typing import Any
 
 from skindeep.errors import SkindeepError
 from skindeep.report.document import Document
-from skindeep.report.model_report import folder_sections, model_name
+from skindeep.report.model_report import folder_name, folder_sections
 from skindeep.report.write import ReportFiles, write_report
 
 STUDY = "study.json"
@@ -67,11 +67,7 @@ def build_document(folder: Path) -> Document:
         sections = folder_sections(folder, found)
     except (KeyError, TypeError, IndexError, ValueError) as exc:
         raise ReportError(f"{folder}: a results file lacks an expected field ({exc!r})") from exc
-    name = folder.resolve().name
-    if "audit" in found:
-        name = model_name(found["audit"]["models"]["aligned"]["source"])
-    elif "retention" in found:
-        name = model_name(found["retention"]["model"])
+    name = folder_name(folder, found)
     doc = Document(f"skindeep report: {name}", kind, f"results in {folder}")
     doc.sections = sections
     doc.numbers = {k: v.get("headline") for k, v in found.items() if "headline" in v}

@@ -235,13 +235,23 @@ def retention_section(retention: dict[str, Any]) -> Section:
     return sec
 
 
+def folder_name(folder: Path, found: dict[str, dict[str, Any]]) -> str:
+    """The model a folder's results belong to: the audit's aligned model, the retention's
+    model, else the folder's name (dose.json does not record its model)."""
+    if "audit" in found:
+        return model_name(found["audit"]["models"]["aligned"]["source"])
+    if "retention" in found:
+        return model_name(found["retention"]["model"])
+    return folder.resolve().name
+
+
 def folder_sections(folder: Path, found: dict[str, dict[str, Any]]) -> list[Section]:
     """Sections for whichever of audit.json, dose.json and retention.json a folder holds."""
     sections = []
     if "audit" in found:
         sections.append(audit_section(found["audit"]))
     if "dose" in found:
-        sections.append(dose_section(found["dose"], folder.resolve().name))
+        sections.append(dose_section(found["dose"], folder_name(folder, found)))
     if "retention" in found:
         sections.append(retention_section(found["retention"]))
     return sections
