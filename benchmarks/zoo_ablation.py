@@ -74,6 +74,22 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
     return row
 
 
+def built(spec: Any, aligned: Any) -> Any:
+    """The cached build of `aligned` at the spec's build seed, or None (nothing is built).
+
+    Found by its content hash, computed as the zoo builder does (seeds shifted by the build
+    seed)."""
+    from skindeep.organisms.language import DEFAULT_LANGUAGE
+    from skindeep.organisms.zoo import aligned_key, base_key, organisms_dir, read_organism
+
+    base = next(b for b in spec.bases if b.name == aligned.base)
+    base = base.model_copy(update={"seed": spec.effective_seed(base)})
+    seeded = aligned.model_copy(update={"seed": spec.effective_seed(aligned)})
+    key = aligned_key(seeded, base_key(base, DEFAULT_LANGUAGE))
+    path = organisms_dir() / f"{aligned.name}-{key}"
+    return read_organism(path) if (path / "organism.json").is_file() else None
+
+
 def summary(rows: list[dict[str, Any]], seeds: list[int]) -> list[str]:
     """Per form: organisms meeting the target at every seed, and mean [min-max] over seeds."""
     lines = []
@@ -127,6 +143,9 @@ def main() -> None:
     parser.add_argument("--steering", default="0", help="steering cutoff: a number or midpoint")
     parser.add_argument("--seed", type=int, default=0, help="prompt split and null seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--built-only", action="store_true", help="skip organisms not in the cache (no builds)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -143,13 +162,16 @@ def main() -> None:
     rows = []
     for seed in seeds:
         spec = load_zoo_spec(args.zoo, seed=seed)
-        zoo = build_zoo(spec)
+        zoo = {} if args.built_only else build_zoo(spec)
         for aligned in spec.aligned:
             if args.match not in aligned.name:
                 continue
+            organism = built(spec, aligned) if args.built_only else zoo[aligned.name]
+            if organism is None:
+                print(json.dumps({"organism": aligned.name, "seed": seed, "skipped": "not built"}))
+                continue
             for form in args.forms.split(","):
                 start = time.perf_counter()
-                organism = zoo[aligned.name]
                 row = ablate_organism(organism.path, form, args)
                 behaves = organism.meets_behaviour
                 row = {"organism": aligned.name, "seed": seed, "behaviour": behaves, **row}

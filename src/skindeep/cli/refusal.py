@@ -153,9 +153,9 @@ def refusal(
     batch_size: Annotated[int, typer.Option(help="Prompts per batch")] = default_of(
         GenerationOptions, "batch_size"
     ),
-    fmt: Annotated[
-        Format, typer.Option("--format", help="chat template or raw text")
-    ] = Format.chat,
+    fmt: Annotated[Format, typer.Option("--format", help="chat template or raw text")] = Format(
+        default_of(GenerationOptions, "fmt")
+    ),
     flagged: Annotated[Flagged, typer.Option(help="Where empty/degenerate outputs go")] = (
         Flagged.exclude
     ),
