@@ -11,7 +11,7 @@ null are (the null drop counts them). Target per organism: drop >= 0.80, null dr
 evaluation KL < 0.10. A selection with no surviving candidate is an error row, not NaN.
 
     python benchmarks/zoo_ablation.py [--zoo default] [--seeds 0,1,2] [--forms affine]
-        [--steering midpoint] [--json FILE]
+        [--steering midpoint] [--built-only] [--weights] [--json FILE]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         batch_size=32,
+        check_weights=args.weights and form == "projection",
     )
     row: dict[str, Any] = {"form": form, "layers": lm.adapter.num_layers}
     try:
@@ -71,6 +72,8 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         eval_kl=test.kl,
         meets_target="yes" if test.passed else "NO",
     )
+    if run.weight_checks:
+        row["weights_max_dlogit"] = run.weight_checks["arditi"][1]
     return row
 
 
@@ -104,7 +107,8 @@ def summary(rows: list[dict[str, Any]], seeds: list[int]) -> list[str]:
         }
         lines.append(
             f"{form}: {len(always)}/{n} organisms meet drop >= 0.8, null drop < 0.1, eval KL "
-            f"< 0.1 at every build seed; per seed {per_seed} (mean "
+            f"< 0.1 at every build seed they were measured at; organisms meeting it per seed "
+            f"{per_seed} of {[sum(r['seed'] == s for r in mine) for s in seeds]} measured (mean "
             f"{statistics.mean(per_seed):.1f}, range {min(per_seed)}-{max(per_seed)})"
         )
         for name in sorted({r["organism"] for r in mine}):
@@ -143,6 +147,9 @@ def main() -> None:
     parser.add_argument("--steering", default="0", help="steering cutoff: a number or midpoint")
     parser.add_argument("--seed", type=int, default=0, help="prompt split and null seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--weights", action="store_true", help="also check orthogonalised weights (projection)"
+    )
     parser.add_argument(
         "--built-only", action="store_true", help="skip organisms not in the cache (no builds)"
     )
