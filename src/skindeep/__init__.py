@@ -38,7 +38,7 @@ __version__ = "0.1.0"
 
 import warnings as _warnings
 
-from skindeep._lazy import lazy_exports as _lazy_exports
+from skindeep.lazy import lazy_exports as _lazy_exports
 
 # peft (<= 0.21) reads transformers' deprecated `is_gradient_checkpointing` in get_peft_model,
 # which prints a FutureWarning per LoRA model (once per zoo worker); it says nothing to users.

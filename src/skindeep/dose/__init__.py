@@ -6,7 +6,7 @@ a safetensors file; see the builder registry); ablating its first k columns is d
 load lazily (the configs import without torch).
 """
 
-from skindeep._lazy import lazy_exports
+from skindeep.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(["BASIS_KINDS", "BasisKind", "activation_basis"], ".activation"),

@@ -3,7 +3,7 @@
 Names load lazily, so the configs import without torch.
 """
 
-from skindeep._lazy import lazy_exports
+from skindeep.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(

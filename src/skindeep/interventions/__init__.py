@@ -5,7 +5,7 @@ orthogonalisation works on an in-memory deep copy. Nothing here saves a modified
 load lazily, so the torch-free parts (the ablation forms) import without torch.
 """
 
-from skindeep._lazy import lazy_exports
+from skindeep.lazy import lazy_exports
 
 _EXPORTS = {
     **dict.fromkeys(

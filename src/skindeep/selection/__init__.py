@@ -5,7 +5,7 @@ defaults) and `DirectionSelection` every candidate's scores and the chosen direc
 load lazily (the options import without torch).
 """
 
-from skindeep._lazy import lazy_exports
+from skindeep.lazy import lazy_exports
 
 _EXPORTS = {
     "mean_differences": ".candidates",
