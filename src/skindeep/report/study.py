@@ -198,7 +198,14 @@ def study_document(result: StudyResult, folder: Path) -> Document:
             )
         )
     else:
-        dose_sec.add(Text(f"No per-model dose.json under {folder}: no ablation was run.", "note"))
+        dose_sec.add(
+            Text(
+                "No models/NAME/dose.json under the study folder: this study ran no "
+                "dose-response (its ablation step scores the selected direction at "
+                "k = 1 only, as the ablation_drop and ablation_kl predictors).",
+                "note",
+            )
+        )
     if any(m.curves for m in result.models):
         doc.section("Refusal during fine-tuning").add(
             Plot.from_figure(
