@@ -1,4 +1,4 @@
-"""`skindeep demo` end to end on the micro zoo (the demo's stages with the micro config): the
+"""`skindeep demo --config micro`: the demo's stages end to end on the micro zoo; the
 report and the headline come out, and a second run recomputes nothing the first finished."""
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ def _step_files() -> dict[str, int]:
 
 
 def test_demo_twice(micro_zoo, tmp_path, monkeypatch, capsys) -> None:
-    import skindeep.cli.demo as demo
-
-    monkeypatch.setattr(demo, "DEMO_CONFIG", "micro")
     out = tmp_path / "demo"
-    code, stdout, err = run_cli(["demo", "--out", str(out), "--workers", "1"], monkeypatch, capsys)
+    args = ["demo", "--config", "micro", "--out", str(out), "--workers", "1"]
+    code, stdout, err = run_cli(args, monkeypatch, capsys)
     assert code == 0, err
     report = json.loads((out / "report.json").read_text())
     assert stdout.splitlines()[0] == report["numbers"]["verdict"]
@@ -28,6 +26,6 @@ def test_demo_twice(micro_zoo, tmp_path, monkeypatch, capsys) -> None:
     assert "1/3 zoo" in err and "2/3 study" in err and "3/3 report" in err
     first = _step_files()
     assert first
-    code, again, _ = run_cli(["demo", "--out", str(out), "--workers", "1"], monkeypatch, capsys)
+    code, again, _ = run_cli(args, monkeypatch, capsys)
     assert code == 0 and again == stdout
     assert _step_files() == first  # every step read back from the cache, none rewritten

@@ -52,10 +52,15 @@ def demo_command(
     workers: Annotated[
         int, typer.Option(min=0, help="Parallel worker processes (0: one per available CPU)")
     ] = 0,
+    config_name: Annotated[
+        str,
+        typer.Option("--config", help="Study config: 'demo' (default zoo), 'micro' or a file"),
+    ] = DEMO_CONFIG,
 ) -> None:
     """Build the default zoo, run the demo study on it, write the report, print the headline.
 
     Everything is cached: a second run reuses the organisms and every model's results.
+    `--config micro` runs the same stages on the three-organism micro zoo in a minute or two.
     """
     from skindeep.organisms.spec import load_zoo_spec
     from skindeep.organisms.zoo import build_zoo
@@ -66,7 +71,7 @@ def demo_command(
     from skindeep.study.runner import run_study
 
     began = time.perf_counter()
-    config = load_study_config(DEMO_CONFIG)
+    config = load_study_config(config_name)
     n_workers = workers or default_workers()
     with _bar() as bar:
         for ref in config.zoo:
