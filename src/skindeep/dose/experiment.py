@@ -42,9 +42,14 @@ class AblationRun:
         return next((b.selection for b in self.bases if b.selection is not None), None)
 
     def save(self, folder: str | Path) -> list[Path]:
-        """Write dose.json, dose.png (and weight_check.json) into `folder`; return the paths."""
+        """Write dose.json, dose.png (selection.json and direction.safetensors when a basis came
+        from Arditi's selection, weight_check.json when weights were checked) into `folder`;
+        return the paths."""
         folder = Path(folder)
         paths = list(self.dose.save(folder))
+        if self.selection is not None:
+            self.selection.save(folder)  # the same files `ablate(out=...)` wrote, if it did
+            paths += [folder / "selection.json", folder / "direction.safetensors"]
         if self.weight_checks:
             path = folder / "weight_check.json"
             atomic_write_json(path, {"max_abs_logit_diff": self.weight_checks})
