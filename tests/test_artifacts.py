@@ -110,3 +110,18 @@ def test_orphans_of_dead_processes_are_removed(tmp_path: Path) -> None:
     with atomic_directory(final) as tmp:
         (tmp / "a.txt").write_text("x")
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_no_other_module_stages_files_itself() -> None:
+    """Every artifact goes through `skindeep.artifacts`: no other module makes temporary files
+    and renames them (that is how owner-only 0600 artifacts crept in before)."""
+    src = Path(__file__).resolve().parents[1] / "src" / "skindeep"
+    own = {"mkstemp(", "mkdtemp(", "os.replace(", "os.rename("}
+    offenders = [
+        f"{path.relative_to(src)}: {needle}"
+        for path in src.rglob("*.py")
+        if path.name != "artifacts.py"
+        for needle in own
+        if needle in path.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
