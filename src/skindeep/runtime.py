@@ -15,7 +15,7 @@ Batches are left-padded (every prompt's last real token sits at position -1, so 
 positions are negative offsets), sorted longest first (memory peaks, and fails, early), and
 carry `position_ids` that count real tokens only (as `generate` does), so a padded row sees
 the same positions as an unpadded one. Inside the `with` block the model is in eval mode and
-autograd is off (`torch.inference_mode`); both are restored when the block ends, however.
+autograd is off (`torch.inference_mode`); both are restored however the block ends.
 """
 
 from __future__ import annotations
