@@ -146,6 +146,13 @@ def test_theil_sen_band_against_brute_force() -> None:
     assert theil_sen_band(np.array([1.0, 1.0, 2.0]), np.array([0.0, 1.0, 2.0])) is None
 
 
+def test_flat_config() -> None:
+    from skindeep.report.study import flat_config
+
+    config = {"b": {"y": [1, 2], "x": {"deep": None}}, "a": "s", "c": {}}
+    assert flat_config(config) == ['a = "s"', "b.x.deep = null", "b.y = [1, 2]", "c = {}"]
+
+
 def test_sweep_matrix() -> None:
     labels, preds, rho = sweep_matrix(fx.study().sweep)
     assert labels == ["k = 1", "k = 4", "weighting = uniform"] and preds == ["gfs_code", "peak_d"]

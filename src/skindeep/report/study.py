@@ -37,6 +37,18 @@ from skindeep.report.verdict import verdict
 from skindeep.study.result import ModelEntry, PredictorStats, StudyResult
 
 
+def flat_config(config: dict, prefix: str = "") -> list[str]:
+    """The study config as sorted 'section.key = value' lines (values as compact JSON)."""
+    lines = []
+    for key in sorted(config):
+        value = config[key]
+        if isinstance(value, dict) and value:
+            lines += flat_config(value, f"{prefix}{key}.")
+        else:
+            lines.append(f"{prefix}{key} = {json.dumps(value, separators=(', ', ': '))}")
+    return lines
+
+
 def _rho_text(row: PredictorStats | None) -> str:
     if row is None or row.rho is None:
         return ""
@@ -247,7 +259,7 @@ def study_document(result: StudyResult, folder: Path) -> Document:
             ("package", "version"),
             tuple({"package": k, "version": v} for k, v in s.software.items()),
         ),
-        Text(json.dumps(s.config, indent=2, sort_keys=True), "code"),
+        Text("\n".join(flat_config(s.config)), "code"),
     )
     return doc
 
