@@ -236,6 +236,9 @@ CASES: dict[str, Case] = {
     "retention-no-model": Case(
         ("retention", "--model", "{tmp}/nothing"), ("--model", "nothing", "does not exist")
     ),
+    "rank-audit-no-model": Case(
+        ("rank-audit", "-a", "{tmp}/nothing", "-b", "y"), ("--aligned", "does not exist")
+    ),
     "ablate-not-a-model": Case(
         ("ablate", "--model", "{tmp}/empty", "--directions", "select"),
         ("--model", "empty", "not a model folder"),

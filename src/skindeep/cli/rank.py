@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skindeep.cli._common import (
+    check_model_source,
     console,
     is_organism,
     out_folder,
@@ -96,6 +97,8 @@ def rank_audit_command(
     )
     from skindeep.scores.rank_config import RankAuditConfig
 
+    check_model_source(aligned, "--aligned")
+    check_model_source(base, "--base")
     require_real_data(aligned, {"--harmful": harmful, "--harmless": harmless})
     if ablation_matrix not in ("template", "did"):
         raise ConfigError(f"--ablation-matrix {ablation_matrix!r}: choose template or did")
