@@ -157,7 +157,10 @@ CASES: dict[str, Case] = {
     "kl-threshold-nan": Case((*ABLATE, "--kl-threshold", "nan"), ("--kl-threshold", "nan")),
     "steering-nan": Case((*ABLATE, "--steering-threshold", "nan"), ("--steering-threshold",)),
     "rank-0": Case((*RETENTION, "--rank", "0"), ("--rank 0", "greater than or equal to 1")),
-    "n-0": Case((*RETENTION, "--n", "0,5"), ("--n ",)),
+    "n-0": Case((*RETENTION, "--n", "0,5"), ("--n 0,5",)),
+    "steps-and-epochs": Case(
+        (*RETENTION, "--steps", "5", "--epochs", "1"), ("--steps or --epochs",)
+    ),
     "model-info-no-model": Case(("model", "info"), ("--model",)),
     "study-no-out": Case(("study", "run", "micro"), ("--out",)),
     # 2. --out checked before any work

@@ -8,6 +8,7 @@ command, so `skindeep --help`, `skindeep COMMAND --help` and usage errors answer
 from __future__ import annotations
 
 import math
+import re
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -126,7 +127,7 @@ def option_error(
 
     `flags` maps a field name to its flag where they differ (`{"ns": "--n", "fmt": "--format"}`);
     any other field `batch_size` is reported as `--batch-size`. Errors of a whole-model
-    validator carry no field and keep their own message.
+    validator carry no field: in their message the field names listed in `flags` become flags.
     """
     from skindeep.errors import ConfigError
 
@@ -134,8 +135,11 @@ def option_error(
     parts = []
     for error in exc.errors(include_url=False):
         names = [part for part in error.get("loc", ()) if isinstance(part, str)]
-        if not names:
-            parts.append(_allowed(error))
+        if not names:  # a whole-model check: its message names fields; say the flags instead
+            message = _allowed(error)
+            for name, flag in flags.items():
+                message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag, message)
+            parts.append(message)
             continue
         flag = flags.get(names[-1]) or flags.get(".".join(names)) or flag_name(names[-1])
         value = error.get("input")

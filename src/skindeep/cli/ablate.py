@@ -271,7 +271,8 @@ def ablate_command(
             check_weights=check_weights,
         )
     except ValidationError as exc:
-        raise option_error(exc, {"ks": "--k"}) from None
+        flags = {"ks": "--k", "layer": "--layer", "directions": "--directions"}
+        raise option_error(exc, flags) from None
     check_model_source(model)
     if base is not None:
         check_model_source(base, "--base")

@@ -53,7 +53,13 @@ def resolve_model(model: str) -> str:
 
 
 #: Option fields whose flag is not `--field-name`.
-RETENTION_FLAGS = {"ns": "--n", "target_modules": "--targets", "method": "--full"}
+RETENTION_FLAGS = {
+    "ns": "--n",
+    "target_modules": "--targets",
+    "method": "--full",
+    "steps": "--steps",
+    "epochs": "--epochs",
+}
 
 
 def _pct(x: float | None) -> str:
