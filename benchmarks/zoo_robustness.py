@@ -116,10 +116,11 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     default = load_zoo_spec(args.zoo)
-    specs = []  # the architecture sweep first: it covers every recipe kind soonest
-    for family in args.archs:
-        seeds = args.seeds if family == "llama" else args.seeds[:1]
-        specs += [arch_zoo(default, family).with_seed(s) for s in seeds]
+    # the architecture sweep first (every architecture at the first seed, then Llama's other
+    # seeds): it covers every recipe kind soonest
+    specs = [arch_zoo(default, family).with_seed(args.seeds[0]) for family in args.archs]
+    if "llama" in args.archs:
+        specs += [arch_zoo(default, "llama").with_seed(s) for s in args.seeds[1:]]
     specs += [] if args.no_default else [default.with_seed(s) for s in args.seeds]
     rows: list[dict] = []
     for spec in specs:
