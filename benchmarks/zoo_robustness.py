@@ -29,6 +29,9 @@ from skindeep.organisms.zoo import Organism, build_zoo
 
 #: Base learning rates that train each family's base to the target (default 3e-3).
 BASE_LR = {"gpt2": 2e-3}
+#: Organism names as in the default zoo, so organisms it already built are found in the cache
+#: (a folder is named by organism name and content hash).
+SHORT = {"rl_reward_model": "rlhf", "rl_ai_judge": "rlaif"}
 
 
 def arch_zoo(default: ZooSpec, family: str) -> ZooSpec:
@@ -41,7 +44,12 @@ def arch_zoo(default: ZooSpec, family: str) -> ZooSpec:
         if a.recipe.scope == "full" and a.recipe.recovery_frac == 0 and a.recipe.kind not in seen:
             seen[a.recipe.kind] = a
     aligned = [
-        AlignedSpec(name=f"{family}-s-{kind}", base=base.name, recipe=a.recipe, seed=a.seed)
+        AlignedSpec(
+            name=f"{family}-s-{SHORT.get(kind, kind)}-full",
+            base=base.name,
+            recipe=a.recipe,
+            seed=a.seed,
+        )
         for kind, a in seen.items()
     ]
     return ZooSpec(name=f"robust-{family}", bases=[base], aligned=aligned, eval=default.eval)
