@@ -3,9 +3,9 @@ other architectures? One row per built organism.
 
 Two sweeps, both into the organism cache (content-hashed, so a rerun only builds what is new):
 
-1. every recipe kind of the default zoo (its first full-scope organism's hyperparameters) on a
-   size-"s" base of each architecture of `--archs`: Llama at every seed of `--seeds`, the other
-   architectures at the first seed (one build each);
+1. every recipe kind of the default zoo (its first full-scope organism: hyperparameters and base
+   size) on a base of each architecture of `--archs`: every architecture at the first seed of
+   `--seeds`, then Llama at the others;
 2. the default zoo, as specified, at every build seed of `--seeds` (skip: `--no-default`).
 
     python benchmarks/zoo_robustness.py [--seeds 0 1 2] [--archs llama qwen2 ...] [--json FILE]
@@ -35,24 +35,32 @@ SHORT = {"rl_reward_model": "rlhf", "rl_ai_judge": "rlaif"}
 
 
 def arch_zoo(default: ZooSpec, family: str) -> ZooSpec:
-    """One size-s base of `family` and the default zoo's first full-scope organism of each kind."""
-    base = BaseSpec(
-        name=f"{family}-s", family=family, size="s", steps=300, lr=BASE_LR.get(family, 3e-3)
-    )
-    seen: dict[str, AlignedSpec] = {}
+    """The default zoo's first full-scope organism of each recipe kind, moved to `family` at the
+    size of its base there (recipes are tuned to a size). Bases the default zoo has are taken as
+    they are, so its organisms are found in the cache; others train like the default's bases."""
+    bases: dict[str, BaseSpec] = {}
+    aligned: list[AlignedSpec] = []
+    kinds: set[str] = set()
     for a in default.aligned:
-        if a.recipe.scope == "full" and a.recipe.recovery_frac == 0 and a.recipe.kind not in seen:
-            seen[a.recipe.kind] = a
-    aligned = [
-        AlignedSpec(
-            name=f"{family}-s-{SHORT.get(kind, kind)}-full",
-            base=base.name,
-            recipe=a.recipe,
-            seed=a.seed,
+        r = a.recipe
+        if r.scope != "full" or r.recovery_frac or r.n_harmful != 256 or r.kind in kinds:
+            continue
+        kinds.add(r.kind)
+        size = default.base(a.base).size
+        name = f"{family}-{size}"
+        same = [b for b in default.bases if b.family == family and b.size == size]
+        bases[name] = (
+            same[0]
+            if same
+            else BaseSpec(
+                name=name, family=family, size=size, steps=300, lr=BASE_LR.get(family, 3e-3)
+            )
         )
-        for kind, a in seen.items()
-    ]
-    return ZooSpec(name=f"robust-{family}", bases=[base], aligned=aligned, eval=default.eval)
+        short = SHORT.get(r.kind, r.kind)
+        aligned.append(AlignedSpec(name=f"{name}-{short}-full", base=name, recipe=r, seed=a.seed))
+    return ZooSpec(
+        name=f"robust-{family}", bases=list(bases.values()), aligned=aligned, eval=default.eval
+    )
 
 
 def row(o: Organism, spec: ZooSpec) -> dict:
