@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 
 from skindeep.organisms.architectures import FAMILIES
+from skindeep.organisms.recipes import RECIPES
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo
 
@@ -34,18 +35,21 @@ BASE_LR = {"gpt2": 2e-3}
 SHORT = {"rl_reward_model": "rlhf", "rl_ai_judge": "rlaif"}
 
 
-def arch_zoo(default: ZooSpec, family: str) -> ZooSpec:
+def arch_zoo(default: ZooSpec, family: str, kinds: set[str] | None = None) -> ZooSpec:
     """The default zoo's first full-scope organism of each recipe kind, moved to `family` at the
     size of its base there (recipes are tuned to a size). Bases the default zoo has are taken as
     they are, so its organisms are found in the cache; others train like the default's bases."""
     bases: dict[str, BaseSpec] = {}
     aligned: list[AlignedSpec] = []
-    kinds: set[str] = set()
+    seen: set[str] = set()
+    wanted = kinds
     for a in default.aligned:
         r = a.recipe
-        if r.scope != "full" or r.recovery_frac or r.n_harmful != 256 or r.kind in kinds:
+        if r.scope != "full" or r.recovery_frac or r.n_harmful != 256 or r.kind in seen:
             continue
-        kinds.add(r.kind)
+        if wanted is not None and r.kind not in wanted:
+            continue
+        seen.add(r.kind)
         size = default.base(a.base).size
         name = f"{family}-{size}"
         same = [b for b in default.bases if b.family == family and b.size == size]
@@ -128,15 +132,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--archs", nargs="*", default=list(FAMILIES), choices=FAMILIES)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--no-default", action="store_true", help="skip sweep 1 (the zoo itself)")
+    parser.add_argument("--kinds", nargs="*", choices=RECIPES, help="recipe kinds (default: all)")
+    parser.add_argument("--no-default", action="store_true", help="skip sweep 2 (the zoo itself)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     default = load_zoo_spec(args.zoo)
     # the architecture sweep first (every architecture at the first seed, then Llama's other
     # seeds): it covers every recipe kind soonest
-    specs = [arch_zoo(default, family).with_seed(args.seeds[0]) for family in args.archs]
+    kinds = set(args.kinds) if args.kinds else None
+    specs = [arch_zoo(default, f, kinds).with_seed(args.seeds[0]) for f in args.archs]
     if "llama" in args.archs:
-        specs += [arch_zoo(default, "llama").with_seed(s) for s in args.seeds[1:]]
+        specs += [arch_zoo(default, "llama", kinds).with_seed(s) for s in args.seeds[1:]]
     specs += [] if args.no_default else [default.with_seed(s) for s in args.seeds]
     rows: list[dict] = []
     for spec in specs:
