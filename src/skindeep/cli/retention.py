@@ -190,17 +190,12 @@ def retention(
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     check_model_source(model)
 
-    from skindeep.finetune.data import benign_pairs, retention_sets
+    from skindeep.finetune.experiment import retention_experiment
     from skindeep.finetune.output import write_outputs
-    from skindeep.finetune.retention import run_retention
-    from skindeep.prompts import load_prompts
 
     source = resolve_model(model)
     specs = {"--benign": benign, "--harmful": harmful, "--harmless": harmless or "none"}
     require_real_data(source, {flag: v for flag, v in specs.items() if v != "none"})
-    excluded = load_prompts(exclude) if exclude else ()
-    pairs = benign_pairs(benign, instruction_column, response_column)
-    harmful_set, harmless_set = retention_sets(harmful, harmless, n_eval, prompt_column, excluded)
     if threads is None and (Path(source) / "organism.json").is_file():
         threads = 1  # tiny matrices: one thread is fastest and never spin-waits
     if threads is not None:
@@ -208,8 +203,10 @@ def retention(
 
         torch.set_num_threads(threads)
     with progress() as bar:
-        result = run_retention(
-            source, pairs, harmful_set, harmless_set, config, exclude=excluded, device=device,
+        result = retention_experiment(
+            source, config, benign=benign, harmful=harmful, harmless=harmless,
+            instruction_column=instruction_column, response_column=response_column,
+            prompt_column=prompt_column, n_eval=n_eval, exclude=exclude, device=device,
             dtype=dtype, progress=bar,
         )  # fmt: skip
     out = out or Path("retention") / Path(source.rstrip("/")).name

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from skindeep.dose.result import DoseResponse, point_value
+if TYPE_CHECKING:  # figures draw results; results import this module only to save
+    from skindeep.dose.result import DoseResponse
 
 
 def dose_figure(result: DoseResponse) -> Figure:
@@ -27,13 +30,13 @@ def dose_figure(result: DoseResponse) -> Figure:
             ks, lo, hi, color="0.85", label=f"random nulls (n={result.options.n_random})"
         )
         ax.plot(ks, mean, color="0.5", ls="--", lw=1)
-        base = point_value(result.baseline, field)
+        base = result.baseline.value(field)
         if base is not None:
             ax.axhline(base, color="k", ls=":", lw=1, label="no ablation")
         for c in result.curves:
             ax.plot(
                 [p.k for p in c.points],
-                [point_value(p, field) for p in c.points],
+                [p.value(field) for p in c.points],
                 marker="o",
                 label=c.name,
             )

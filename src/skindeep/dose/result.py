@@ -35,6 +35,10 @@ class DosePoint:
     example: str
     """The response to the first harmful prompt."""
 
+    def value(self, field: str) -> float | None:
+        """The point's refusal rate, score or KL, by name ('rate', 'score', 'kl')."""
+        return {"rate": self.refusal.rate, "score": self.score, "kl": self.kl}[field]
+
     def to_json(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes null)."""
         rate = {k: json_ready(v) for k, v in asdict(self.refusal).items()}
@@ -62,11 +66,6 @@ class DoseCurve:
         return next(p for p in self.points if p.k == k)
 
 
-def point_value(point: DosePoint, field: str) -> float | None:
-    """A DosePoint's rate, score or KL."""
-    return {"rate": point.refusal.rate, "score": point.score, "kl": point.kl}[field]
-
-
 @dataclass(frozen=True)
 class NullBand:
     """Random orthonormal nulls of one k: every draw, and the band over draws."""
@@ -76,7 +75,7 @@ class NullBand:
 
     def band(self, field: Literal["rate", "score", "kl"]) -> dict[str, float | None]:
         """min, max and mean over draws of the refusal rate, the score or the KL."""
-        values = [point_value(p, field) for p in self.draws]
+        values = [p.value(field) for p in self.draws]
         finite = [v for v in values if v is not None and math.isfinite(v)]
         if not finite:
             return {"min": None, "max": None, "mean": None}

@@ -41,6 +41,7 @@ _EXPORTS = {
     **dict.fromkeys(
         ["Start", "TrackedSeed", "Tracker", "TrackingConfig", "track_refusal"], ".tracking"
     ),
+    "retention_experiment": ".experiment",
     **dict.fromkeys(["finetune", "merge_adapter", "save_adapter", "unload"], ".train"),
 }
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
