@@ -157,7 +157,9 @@ class OutOfSample(BaseModel):
     target: str
     """Fragility summary being ranked."""
     rank_error: float | None
-    """Mean absolute rank error of the held-out models (lower is better)."""
+    """Pairwise rank error, pooled over held-out recipes: the share of comparable pairs with a
+    held-out model that the predictor (its sign learned on the other recipes) orders against the
+    target (0 perfect, 0.5 chance, 1 reversed); see `study.statistics.rank_error`."""
     per_recipe: dict[str, float | None] = Field(default_factory=dict)
     """Rank error per held-out recipe."""
 
