@@ -30,8 +30,9 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 Model = TypeVar("Model", bound="BaseModel")
 
 
-def progress() -> Progress:
-    """A rich progress bar for long steps (training, generation, activation collection)."""
+def progress(eta: bool = False) -> Progress:
+    """A rich progress bar for long steps (training, generation, activation collection);
+    `eta` adds the estimated time remaining."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -39,17 +40,19 @@ def progress() -> Progress:
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
-    return Progress(
+    columns = [
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    ]
+    if eta:
+        columns += [TextColumn("eta"), TimeRemainingColumn()]
+    return Progress(*columns, console=console, transient=False)
 
 
 # ---- output locations: checked when the flags are parsed, before any work -----------------------

@@ -13,33 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
-from skindeep.cli._common import console, out_folder
+from skindeep.cli._common import console, out_folder, progress
 
 DEMO_CONFIG = "demo"
-
-
-def _bar() -> Progress:
-    """A progress bar with elapsed and remaining time."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console,
-    )
 
 
 def demo_command(
@@ -73,7 +50,7 @@ def demo_command(
     began = time.perf_counter()
     config = load_study_config(config_name)
     n_workers = workers or default_workers()
-    with _bar() as bar:
+    with progress(eta=True) as bar:
         for ref in config.zoo:
             spec = load_zoo_spec(ref.name, seed=ref.seed)
             task = bar.add_task(f"1/3 zoo {spec.name}", total=len(spec.bases) + len(spec.aligned))

@@ -140,8 +140,7 @@ def safety_subspace(D: ArrayLike, k: int | None = None, eps: float = 0.05) -> Sa
     check_min_rows(x, "D")
     eps = check_eps(eps)
     n, n_layers, d = x.shape
-    if k is not None and not 1 <= k <= min(n, d):
-        raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
+    _check_k(k, n, d)
 
     def layer(i: int) -> FloatArray:
         return np.asarray(x[:, i, :], dtype=np.float64)
@@ -163,13 +162,18 @@ def pair_subspace(
     check_min_rows(a, "h_aligned")
     eps = check_eps(eps)
     n, n_layers, d = a.shape
-    if k is not None and not 1 <= k <= min(n, d):
-        raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
+    _check_k(k, n, d)
 
     def layer(i: int) -> FloatArray:
         return np.asarray(a[:, i, :], dtype=np.float64) - b[:, i, :]
 
     return _per_layer(layer, n_layers, k, eps)
+
+
+def _check_k(k: int | None, n: int, d: int) -> None:
+    """A fixed subspace dimension must fit the data: 1 <= k <= min(n, d)."""
+    if k is not None and not 1 <= k <= min(n, d):
+        raise ValueError(f"k must be None or in [1, min(n, d)] = [1, {min(n, d)}], got {k}")
 
 
 def _per_layer(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from skindeep.config_files import read_config
 from skindeep.errors import ConfigError
 from skindeep.organisms.architectures import FAMILIES, SIZES
 from skindeep.organisms.recipes import RecipeConfig
@@ -118,32 +116,4 @@ def load_zoo_spec(source: str | Path, seed: int | None = None) -> ZooSpec:
 
 
 def _read_zoo_spec(source: str | Path) -> ZooSpec:
-    if str(source) in PACKAGED_ZOOS:
-        text = resources.files("skindeep.organisms").joinpath(f"zoos/{source}.toml").read_text()
-        suffix = ".toml"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(
-                f"zoo spec {path} not found "
-                f"(give one of {', '.join(PACKAGED_ZOOS)} or a .toml/.yaml file)"
-            )
-        try:
-            text, suffix = path.read_text(encoding="utf-8"), path.suffix.lower()
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"zoo spec {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
-            ) from None
-    try:
-        if suffix == ".toml":
-            raw = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            raw = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"zoo spec must be .toml or .yaml, got {suffix or 'no suffix'}")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot parse zoo spec {source}: {exc}") from exc
-    try:
-        return ZooSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid zoo spec {source}:\n{exc}") from exc
+    return read_config(source, ZooSpec, "zoo spec", "organisms/zoos", PACKAGED_ZOOS)

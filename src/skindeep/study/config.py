@@ -7,15 +7,12 @@ every other summary and predictor is reported too.
 
 from __future__ import annotations
 
-import tomllib
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from skindeep.errors import ConfigError
+from skindeep.config_files import read_config
 from skindeep.finetune.tracking import TrackingConfig
 from skindeep.scores.config import AuditConfig
 from skindeep.study.sweep import SweepOptions
@@ -165,27 +162,6 @@ class StudyConfig(BaseModel):
 
 def load_study_config(source: str | Path) -> StudyConfig:
     """A packaged study ('demo', 'study', 'micro') or a TOML/YAML file, validated."""
-    if str(source) in PACKAGED_STUDIES:
-        res = resources.files("skindeep.study").joinpath(f"configs/{source}.toml")
-        text, suffix = res.read_text(), ".toml"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(
-                f"study config {path} not found "
-                f"(give one of {', '.join(PACKAGED_STUDIES)} or a .toml/.yaml file)"
-            )
-        text, suffix = path.read_text(), path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            raw = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            raw = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"study config must be .toml or .yaml, got {suffix or 'no suffix'}")
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot parse study config {source}: {exc}") from exc
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid study config {source}:\n{exc}") from exc
+    return read_config(
+        source, StudyConfig, "study config", "study/configs", PACKAGED_STUDIES
+    )
