@@ -5,10 +5,13 @@ $SKINDEEP_CACHE/organisms; the newest copy per name at the asked build seed) is 
 against its recorded base on the organism language's held-out prompts, with the register
 (en/fr) and mood (question/statement) neutral contrasts. Columns:
 |cos(u_1, Arditi)| of each variant at the GFS peak layer, mean rho per variant (uncentered and
-the template's centered), the neutral contrasts' template rho, and the spectral-gap share.
-Limit (b)'s ablation is skipped unless --ablate (it generates; slow on CPU).
+the template's centered), the neutral contrasts' template rho, the spectral-gap share, and the
+base contrast |m_base|/|m_aligned - m_base| at the peak (how much of the harmful-minus-harmless
+separation the base already had, against what alignment changed: M_DiD sees only the change).
+Limit (b)'s ablation is skipped unless --ablate (it generates; slow on CPU). With several
+build seeds, a second table gives each organism's mean [range] over the seeds found.
 
-Usage: python benchmarks/zoo_rank_audit.py [--zoo default] [--build-seed 0] [--root DIR]
+Usage: python benchmarks/zoo_rank_audit.py [--zoo default] [--build-seed 0 [1 2]] [--root DIR]
        [--match REGEX] [--n 64] [--ablate] [--json FILE]
 """
 
@@ -22,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 
-def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per aligned organism."""
+def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
+    """One row per aligned organism built with `build_seed`."""
     import numpy as np
     import torch
 
@@ -41,13 +44,13 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
     }
     newest = {}  # one organism per name: the zoo's, at the asked build seed, newest copy
     for o in sorted(list_organisms(args.root), key=lambda o: o.path.stat().st_mtime):
-        if o.name in names and o.meta.get("build_seed", 0) == args.build_seed:
+        if o.name in names and o.meta.get("build_seed", 0) == build_seed:
             newest[o.name] = o
     by_name = dict(sorted(newest.items()))
     pattern = re.compile(args.match)
     aligned = [o for o in by_name.values() if o.kind == "aligned" and pattern.search(o.name)]
     if not aligned:
-        raise SystemExit(f"no aligned organisms matching {args.match!r} in {args.root or 'cache'}")
+        return []
     harmful = organism_prompts(True, "heldout", args.n, seed=args.seed)
     harmless = organism_prompts(False, "heldout", args.n, seed=args.seed)
     neutral = organism_neutral_contrasts(args.n, args.seed)
@@ -69,7 +72,7 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
         recipe = organism.meta["spec"].get("recipe", {})
         row: dict[str, Any] = {
             "organism": organism.name,
-            "build_seed": args.build_seed,
+            "build_seed": build_seed,
             "recipe": f"{recipe.get('kind', '?')}/{recipe.get('scope', '?')}",
             "layers": len(g.layers),
             "d": g.d,
@@ -88,6 +91,7 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
             "rho_neutral_register": p["rho_neutral_register"],
             "rho_neutral_mood": p["rho_neutral_mood"],
             "gap_share": p["gap_share"],
+            "base_contrast_peak": p["base_contrast_peak"],
         }
         if res.ablation is not None:
             for band in res.ablation.bands:
@@ -117,12 +121,42 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     console.print(f"|cos(u_1(M_DiD), Arditi)| >= 0.8 at the GFS peak: {met}/{len(rows)} organisms")
 
 
+SEED_SUMMARY = ("cos_did_peak", "cos_did_best", "base_contrast_peak", "rho_naive", "rho_template")
+"""Columns summarised over build seeds."""
+
+
+def print_seed_summary(rows: list[dict[str, Any]]) -> None:
+    """Per organism: number of builds and mean [min, max] of the key columns over build seeds."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="over build seeds: mean [min, max]")
+    table.add_column("organism", justify="left")
+    table.add_column("builds", justify="right")
+    for key in SEED_SUMMARY:
+        table.add_column(key, justify="right")
+    for name in sorted({r["organism"] for r in rows}):
+        mine = [r for r in rows if r["organism"] == name]
+        cells = []
+        for key in SEED_SUMMARY:
+            v = np.array([r[key] for r in mine], dtype=float)
+            cells.append(
+                f"{v.mean():.3f}" + (f" [{v.min():.3f}, {v.max():.3f}]" if len(v) > 1 else "")
+            )
+        seeds = ",".join(str(r["build_seed"]) for r in mine)
+        table.add_row(name, f"{len(mine)} ({seeds})", *cells)
+    Console(width=260).print(table)
+
+
 def main() -> None:
     """Parse arguments, audit the zoo, print (and optionally save) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=None, help="organisms folder")
     parser.add_argument("--zoo", default="default", help="zoo spec whose organisms are audited")
-    parser.add_argument("--build-seed", type=int, default=0, help="zoo build seed to audit")
+    parser.add_argument(
+        "--build-seed", type=int, nargs="+", default=[0], help="zoo build seed(s) to audit"
+    )
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")
     parser.add_argument("--ablate", action="store_true", help="also run limit (b) (slow)")
@@ -132,8 +166,19 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="activation cache")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
-    rows = audit_zoo(args)
-    print_table(rows, f"zoo effective-rank audit ({args.n} held-out prompts per class)")
+    rows = []
+    for build_seed in args.build_seed:
+        seed_rows = audit_zoo(args, build_seed)
+        if not seed_rows:
+            print(f"build seed {build_seed}: no aligned organisms matching {args.match!r}")
+            continue
+        title = f"zoo effective-rank audit, build seed {build_seed} ({args.n} prompts per class)"
+        print_table(seed_rows, title)
+        rows += seed_rows
+    if not rows:
+        raise SystemExit(f"no aligned organisms matching {args.match!r} in {args.root or 'cache'}")
+    if len(args.build_seed) > 1:
+        print_seed_summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

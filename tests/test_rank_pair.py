@@ -148,3 +148,30 @@ def test_kappa_lb_never_exceeds_its_ceiling_on_random_matrices(seed: int) -> Non
         for r in {1, rank, int(min(d, n))}:
             res = spectral_gap_bound(mh, mu, r=r, eps=eps)
             assert res.kappa_lb <= 2 / (eps * r) * (1 + 1e-12)
+
+
+def test_base_contrast_matches_numpy_and_bounds_did_cos(acts) -> None:
+    g = rank_geometry(acts["chat"], acts["base_chat"], acts["harmful"])
+    h, a, b = acts["harmful"], acts["chat"], acts["base_chat"]
+    m_base = b[h].mean(0) - b[~h].mean(0)
+    change = a[h].mean(0) - a[~h].mean(0) - m_base
+    expected = np.linalg.norm(m_base, axis=1) / np.linalg.norm(change, axis=1)
+    np.testing.assert_allclose(g.base_contrast, expected, rtol=1e-12)
+    assert rank_predictors(g)["base_contrast_peak"] == pytest.approx(expected[g.peak_index])
+
+
+@pytest.mark.parametrize("ratio", [0.25, 1.0, 3.0])
+def test_inherited_contrast_caps_did_cos(ratio: float) -> None:
+    """The base already separates harmful prompts along e_0 (by `ratio`), alignment adds e_1:
+    u_1(M_DiD) is e_1 and |cos| with the aligned Arditi direction is 1/sqrt(1 + ratio^2)."""
+    rng = np.random.default_rng(1)
+    n, d = 20, 8
+    harmful = np.arange(n) < 10
+    base = 0.01 * rng.normal(size=(n, 2, d))
+    base[harmful, :, 0] += ratio
+    aligned = base.copy()
+    aligned[harmful, :, 1] += 1.0
+    g = rank_geometry(aligned, base, harmful)
+    np.testing.assert_allclose(g.base_contrast, ratio, rtol=0.05)
+    expected = 1.0 / np.sqrt(1.0 + ratio**2)
+    np.testing.assert_allclose(g.variants["did"].cos, expected, atol=0.02)

@@ -150,7 +150,10 @@ def summary_table(result: RankAuditResult) -> Table:
             label, str(v.n_columns), f"{m['rho']:.4f}", f"{m['rho_min']:.3f}",
             f"{m['rho_centered']:.4f}", "-" if label.startswith("neutral") else f"{cos:.3f}",
         )  # fmt: skip
-    table.caption = f"spectral gap holds on {sum(r.holds for r in g.gaps)}/{len(g.gaps)} pairs"
+    table.caption = (
+        f"spectral gap holds on {sum(r.holds for r in g.gaps)}/{len(g.gaps)} pairs; base contrast"
+        f" |m_base|/|m_aligned - m_base| at the peak {g.base_contrast[g.peak_index]:.2f}"
+    )
     return table
 
 

@@ -47,6 +47,7 @@ def layer_rows(g: RankGeometry) -> list[dict[str, Any]]:
     rows = []
     for i, layer in enumerate(g.layers):
         row: dict[str, Any] = {"layer": layer, "gfs_peak": i == g.peak_index}
+        row["base_contrast"] = float(g.base_contrast[i])
         for name, v in g.variants.items():
             row.update(_variant_columns(name, v, i))
         for nr in g.neutral:

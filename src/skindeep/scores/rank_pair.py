@@ -157,6 +157,12 @@ class RankGeometry:
     """The code-variant GFS, for reference."""
     neutral: tuple[NeutralRank, ...]
     gaps: tuple[GapRow, ...]
+    base_contrast: FloatArray
+    """[L] |m_base| / |m_aligned - m_base|, m the harmful-minus-harmless mean difference (chat):
+    how large the separation the base already had is against the change alignment made to it.
+    M_DiD's mean column is exactly that change, so where this ratio is large the aligned Arditi
+    direction is mostly inherited and u_1(M_DiD) cannot match it (|cos| = 1/sqrt(1 + ratio^2)
+    when the inherited and the new parts are orthogonal). NaN where alignment left m unchanged."""
     n_harmful: int
     n_harmless: int
     d: int
@@ -220,6 +226,17 @@ def _neutral_rank(
     return result, refs
 
 
+def base_contrast(h_aligned: ArrayLike, h_base: ArrayLike, is_harmful: ArrayLike) -> FloatArray:
+    """[L] |m_base| / |m_aligned - m_base| per layer (see `RankGeometry.base_contrast`)."""
+    a, b = np.asarray(h_aligned, dtype=np.float64), np.asarray(h_base, dtype=np.float64)
+    harmful = np.asarray(is_harmful, dtype=bool)
+    m_base = b[harmful].mean(0) - b[~harmful].mean(0)  # [L, d]
+    change = a[harmful].mean(0) - a[~harmful].mean(0) - m_base
+    base_norm, change_norm = np.linalg.norm(m_base, axis=1), np.linalg.norm(change, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(change_norm > 0, base_norm / change_norm, np.nan)
+
+
 def rank_geometry(
     h_aligned_chat: ArrayLike,
     h_base_chat: ArrayLike,
@@ -270,6 +287,7 @@ def rank_geometry(
         gfs=gfs.gfs,
         neutral=tuple(neutral_ranks),
         gaps=_gap_rows(layer_ids, var.template, references, eps),
+        base_contrast=base_contrast(h_aligned_chat, h_base_chat, harmful),
         n_harmful=int(harmful.sum()),
         n_harmless=int((~harmful).sum()),
         d=d,
@@ -278,7 +296,7 @@ def rank_geometry(
 
 def rank_predictors(geometry: RankGeometry) -> dict[str, float]:
     """Per-model scalar predictors for the study: mean rho per variant, cos at the GFS peak,
-    the neutral contrasts' rho and the spectral-gap share."""
+    the neutral contrasts' rho, the spectral-gap share and the base contrast at the peak."""
     out: dict[str, float] = {}
     i = geometry.peak_index
     for name, v in geometry.variants.items():
@@ -288,4 +306,5 @@ def rank_predictors(geometry: RankGeometry) -> dict[str, float]:
     for nr in geometry.neutral:
         out[f"rho_neutral_{nr.name}"] = nr.template.means()["rho"]
     out["gap_share"] = geometry.gap_share
+    out["base_contrast_peak"] = float(geometry.base_contrast[i])
     return out
