@@ -131,7 +131,7 @@ def print_seed_summary(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="over build seeds: mean [min, max]")
+    table = Table(title="over build seeds: mean \\[min, max]")
     table.add_column("organism", justify="left")
     table.add_column("builds", justify="right")
     for key in SEED_SUMMARY:
