@@ -91,6 +91,7 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
             "rho_neutral_register": p["rho_neutral_register"],
             "rho_neutral_mood": p["rho_neutral_mood"],
             "gap_share": p["gap_share"],
+            "gap_ceiling_violations": sum(r.kappa_lb > r.ceiling * (1 + 1e-9) for r in g.gaps),
             "base_contrast_peak": p["base_contrast_peak"],
         }
         if res.ablation is not None:
