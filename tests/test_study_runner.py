@@ -101,10 +101,83 @@ def test_rerun_reads_every_step_from_the_cache(micro_study, tmp_path, monkeypatc
     assert _numbers(again) == _numbers(first)
 
 
+def _drop_step(config: StudyConfig, root: Path, names: list[str], step: str) -> None:
+    """Delete one cached step record of each named model (they must be recomputed)."""
+    from skindeep.study.jobs import model_jobs
+    from skindeep.study.pipeline import step_folder, step_record_path
+
+    for job in model_jobs(config):
+        if job.name in names:
+            step_record_path(step_folder(job, config, root), step, config).unlink()
+
+
+def test_warm_study_starts_no_worker_process(micro_study, tmp_path, monkeypatch):
+    """Every step cached: the parent reads the records; no pool, no Ray, no model loaded."""
+    config, root, first = micro_study
+    import skindeep.study.executors as executors
+    import skindeep.study.pipeline as pipeline
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started although every step is cached")
+
+    monkeypatch.setattr(executors, "process_pool", no_pool)
+    monkeypatch.setattr(executors, "run_pipeline", no_pool)
+    monkeypatch.setattr(pipeline, "load_model", no_pool)
+    seen: list[tuple[str, int, int]] = []
+    again = run_study(config, tmp_path, workers=2, root=root,
+                      report=lambda *a: seen.append(a))  # fmt: skip
+    assert _numbers(again) == _numbers(first)
+    assert [s[1:] for s in seen] == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_only_models_with_missing_steps_go_to_workers(micro_study, tmp_path, monkeypatch):
+    """Two models miss a step: a pool of two workers runs exactly those two pipelines."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    import skindeep.study.executors as executors
+
+    config, root, first = micro_study
+    warm = tmp_path / "root"
+    shutil.copytree(root, warm)
+    missing = ["micro-llama-sft-full", "micro-llama-dpo"]
+    _drop_step(config, warm, missing, "info")
+    pools: list[int] = []
+    submitted: list[str] = []
+
+    @contextmanager
+    def thread_pool(workers, initializer=None):  # records what the parent asked for
+        pools.append(workers)
+        with ThreadPoolExecutor(workers) as pool:
+            submit = pool.submit
+
+            def spy(fn, job, *args):
+                submitted.append(job.name)
+                return submit(fn, job, *args)
+
+            pool.submit = spy  # type: ignore[method-assign]
+            yield pool
+
+    monkeypatch.setattr(executors, "process_pool", thread_pool)
+    again = run_study(config, tmp_path / "out", workers=4, root=warm)
+    assert pools == [2] and sorted(submitted) == sorted(missing)
+    assert _numbers(again) == _numbers(first)
+    # one model missing: it runs in this process, no pool
+    _drop_step(config, warm, ["micro-llama-sft-last1"], "info")
+    run_study(config, tmp_path / "out2", workers=4, root=warm)
+    assert pools == [2]
+
+
 def test_ray_executor_gives_the_same_numbers(micro_study, tmp_path):
     pytest.importorskip("ray")
+    import shutil
+
     config, root, first = micro_study
-    result = run_study(config, tmp_path, executor="ray", root=root)
+    warm = tmp_path / "root"
+    shutil.copytree(root, warm)
+    _drop_step(config, warm, ["micro-llama-dpo"], "info")  # a warm study starts no cluster
+    result = run_study(config, tmp_path / "out", executor="ray", root=warm)
     assert _numbers(result) == _numbers(first)
     assert result.settings.executor == "ray"
 

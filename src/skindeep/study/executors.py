@@ -20,7 +20,7 @@ from typing import Literal
 from skindeep.cache import cache_root
 from skindeep.errors import ConfigError
 from skindeep.study.config import StudyConfig
-from skindeep.study.pipeline import ModelJob, run_pipeline
+from skindeep.study.pipeline import ModelJob, cached_record, run_pipeline
 from skindeep.workers import process_pool
 
 Executor = Literal["local", "ray"]
@@ -58,6 +58,22 @@ def _pool_worker() -> None:
     _quiet_worker()
 
 
+def _cached(
+    jobs: Sequence[ModelJob], config: StudyConfig, root: Path | None, report: Report | None
+) -> tuple[list[dict | None], list[int]]:
+    """Records of the jobs whose every step is cached (reported at once), and the others' indices.
+
+    Decided here, in the parent, so a warm study starts no worker (each imports torch anew).
+    """
+    results: list[dict | None] = [cached_record(job, config, root) for job in jobs]
+    done = 0
+    for job, record in zip(jobs, results, strict=True):
+        if record is not None and report:
+            done += 1
+            report(job.name, done, len(jobs))
+    return results, [i for i, r in enumerate(results) if r is None]
+
+
 def run_local(
     jobs: Sequence[ModelJob],
     config: StudyConfig,
@@ -65,20 +81,25 @@ def run_local(
     root: Path | None = None,
     report: Report | None = None,
 ) -> list[dict]:
-    """Run the pipelines in `workers` spawned processes (in this process when workers == 1)."""
-    results: list[dict | None] = [None] * len(jobs)
-    if workers <= 1 or len(jobs) <= 1:
-        _quiet_worker()
-        for i, job in enumerate(jobs):
-            results[i] = run_pipeline(job, config, root)
+    """Run the missing pipelines in up to `workers` spawned processes (in this process when
+    one worker or one missing model suffices; no process at all when everything is cached)."""
+    results, missing = _cached(jobs, config, root, report)
+    done = len(jobs) - len(missing)
+    if workers <= 1 or len(missing) <= 1:
+        if missing:
+            _quiet_worker()
+        for i in missing:
+            results[i] = run_pipeline(jobs[i], config, root)
+            done += 1
             if report:
-                report(job.name, i + 1, len(jobs))
+                report(jobs[i].name, done, len(jobs))
         return [r for r in results if r is not None]
-    with process_pool(workers, _pool_worker) as pool:
-        futures = {pool.submit(run_pipeline, job, config, root): i for i, job in enumerate(jobs)}
-        for done, fut in enumerate(as_completed(futures), 1):
+    with process_pool(min(workers, len(missing)), _pool_worker) as pool:
+        futures = {pool.submit(run_pipeline, jobs[i], config, root): i for i in missing}
+        for fut in as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
+            done += 1
             if report:
                 report(jobs[i].name, done, len(jobs))
     return [r for r in results if r is not None]
@@ -96,6 +117,9 @@ def run_ray(
         import ray
     except ImportError:
         raise ConfigError("--executor ray needs ray: pip install 'skindeep[distributed]'") from None
+    results, missing = _cached(jobs, config, root, report)
+    if not missing:  # everything cached: no cluster needed
+        return [r for r in results if r is not None]
     started = not ray.is_initialized()
     if started:  # workers find the same organisms, activations and step records
         env = {"env_vars": {"SKINDEEP_CACHE": str(cache_root())}}
@@ -104,10 +128,9 @@ def run_ray(
     try:
         gpus = 0 if config.device == "cpu" else 1
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_ray_pipeline)
-        refs = [task.remote(job, config, root) for job in jobs]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[dict | None] = [None] * len(jobs)
-        pending, done = list(refs), 0
+        refs = [task.remote(jobs[i], config, root) for i in missing]
+        index = {ref: i for ref, i in zip(refs, missing, strict=True)}
+        pending, done = list(refs), len(jobs) - len(missing)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             i = index[ready[0]]

@@ -249,28 +249,57 @@ def step_folder(job: ModelJob, config: StudyConfig, root: Path | None = None) ->
     return (root or cache_root()) / "study" / f"{slug}-{key}"
 
 
+def enabled_steps(config: StudyConfig) -> list[str]:
+    """The steps a model's pipeline runs under `config`, in order."""
+    enabled = ["info"] + [s for s in ("audit", "ablation", "rank", "retention")
+                          if getattr(config.steps, s)]  # fmt: skip
+    if config.sweep is not None and config.steps.audit:
+        enabled.append("sweep")
+    return enabled
+
+
+def step_record_path(folder: Path, name: str, config: StudyConfig) -> Path:
+    """The cached record of step `name` in a model's step folder (content-hash named)."""
+    key = content_hash([VERSIONS[name], name, torch.__version__.split("+")[0],
+                        _step_settings(name, config)])  # fmt: skip
+    return folder / f"{name}-{key}.json"
+
+
+def cached_record(job: ModelJob, config: StudyConfig, root: Path | None = None) -> dict | None:
+    """The pipeline's record when every enabled step is cached (no model loaded), else None.
+
+    The executors ask this first, so a warm study starts no worker process at all.
+    """
+    folder = step_folder(job, config, root)
+    out: dict[str, Any] = {"seconds": {}, "folder": str(folder)}
+    for name in enabled_steps(config):
+        path = step_record_path(folder, name, config)
+        if not path.is_file():
+            return None
+        try:
+            out[name] = json.loads(path.read_text())
+        except ValueError:  # unreadable: let the pipeline redo it
+            return None
+        out["seconds"][name] = out[name].get("seconds", 0.0)
+    return out
+
+
 def run_pipeline(job: ModelJob, config: StudyConfig, root: Path | None = None) -> dict:
     """Every enabled step of one model, cached; returns {step: record, 'seconds': {...}}."""
     torch.set_num_threads(1)
     folder = step_folder(job, config, root)
     models = _Models(job, config.device)
     out: dict[str, Any] = {"seconds": {}, "folder": str(folder)}
-    enabled = ["info"] + [s for s in ("audit", "ablation", "rank", "retention")
-                          if getattr(config.steps, s)]  # fmt: skip
-    if config.sweep is not None and config.steps.audit:
-        enabled.append("sweep")
-    for name in enabled:
-        key = content_hash([VERSIONS[name], name, torch.__version__.split("+")[0],
-                            _step_settings(name, config)])  # fmt: skip
-        path = folder / f"{name}-{key}.json"
-        with _step_lock(folder / f".{name}-{key}.lock"):  # one computer per step, any process
+    for name in enabled_steps(config):
+        path = step_record_path(folder, name, config)
+        with _step_lock(folder / f".{path.stem}.lock"):  # one computer per step, any process
             if path.is_file():
                 out[name] = json.loads(path.read_text())
                 out["seconds"][name] = out[name].get("seconds", 0.0)
                 continue
             began = time.perf_counter()
             try:
-                record = STEPS[name](models, config, folder / f"{name}-{key}", out)
+                record = STEPS[name](models, config, folder / path.stem, out)
             except SkindeepError as exc:
                 out[name] = {"error": str(exc)}  # reported, not cached: a rerun tries again
                 continue
