@@ -188,7 +188,7 @@ def test_ai_judge_score_does_not_depend_on_batch_padding(organism_tokenizer) -> 
 
 
 def test_validation_split_holds_out_the_tail_of_each_class() -> None:
-    from skindeep.organisms.rl import split_validation
+    from skindeep.organisms.checkpoints import split_validation
 
     data = organism_data(DEFAULT_LANGUAGE, 40, 20, seed=0)
     train, val = split_validation(data, 8)
@@ -232,3 +232,64 @@ def test_hard_negatives_make_no_fixed_reply_preferred_everywhere() -> None:
     swapped = hard[len(plain) + 32 :]  # another request's answer
     assert all(p in data.harmless and bad in data.harmless_answers for p, _, bad in swapped)
     assert sum(bad != good for _, good, bad in swapped) >= 14
+
+
+def test_topic_split_leaves_two_training_topics_out() -> None:
+    """Validation comes from one harmful and one harmless training topic that the training data
+    lacks; the evaluation topics are in neither."""
+    from skindeep.organisms.data import organism_data_split
+
+    lang = DEFAULT_LANGUAGE
+    topic_of = {r.text: r.topic for r in lang.all_requests("all")}
+    train, val, held = organism_data_split(lang, 64, 64, seed=5, n_val=16)
+    assert [lang.topic(t).harmful for t in held] == [True, False]
+    assert not set(held) & set(lang.heldout)
+    assert {topic_of[p] for p in val.harmful} == {held[0]}
+    assert {topic_of[p] for p in val.harmless} == {held[1]}
+    assert (len(val.harmful), len(val.harmless), len(train.harmful)) == (16, 16, 64)
+    seen = {topic_of[p] for p in train.harmful + train.harmless}
+    assert not seen & (set(held) | set(lang.heldout))
+    assert organism_data_split(lang, 64, 64, seed=5, n_val=16)[2] == held  # seeded
+
+
+def test_selection_restores_the_best_checkpoint(organism_tokenizer, monkeypatch) -> None:
+    """The weights kept are the ones scored best (a snapshot taken when scored), the record
+    names that step, and with the best last the result equals plain training."""
+    from skindeep.organisms import checkpoints
+    from skindeep.organisms.data import organism_data_split
+
+    tok = organism_tokenizer
+    base = build_model("llama", "xs", tok, seed=0).eval()
+    data, val, _ = organism_data_split(DEFAULT_LANGUAGE, 16, 16, seed=0, n_val=4)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def run(scores: list[float]) -> tuple[PreTrainedModel, dict]:
+        calls = iter(scores)
+
+        def fake(model, tokenizer, v, max_new_tokens) -> float:
+            assert v is val
+            snapshots[len(snapshots)] = {k: t.clone() for k, t in model.state_dict().items()}
+            return next(calls)
+
+        snapshots.clear()
+        monkeypatch.setattr(checkpoints, "selection_score", fake)
+        cfg = RecipeConfig(kind="sft", scope="full", steps=6, select_every=2)
+        return align(base, tok, data, cfg, seed=0, validation=val)
+
+    plain, _ = align(base, tok, data, RecipeConfig(kind="sft", steps=6), seed=0)
+    model, stats = run([0.5, 0.9, 0.1])
+    assert stats["selection"]["selected_step"] == 4
+    assert [s for s, _ in stats["selection"]["validation"]] == [2, 4, 6]
+    kept = model.state_dict()
+    assert all(torch.equal(kept[k], snapshots[1][k]) for k in kept)
+    assert not all(torch.equal(kept[k], snapshots[2][k]) for k in kept)
+    model, stats = run([0.2, 0.2, 0.2])  # ties: the later checkpoint, i.e. plain training
+    assert stats["selection"]["selected_step"] == 6
+    pairs = zip(model.parameters(), plain.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_selection_is_for_non_rl_recipes() -> None:
+    with pytest.raises(ValidationError, match="rl_select_every"):
+        RecipeConfig(kind="rl_ai_judge", select_every=10)
+    assert RecipeConfig(kind="dpo", select_every=10).selects_on_topics

@@ -13,7 +13,7 @@ from skindeep.cache import content_hash
 from skindeep.errors import ConfigError
 from skindeep.models import load_model
 from skindeep.organisms import zoo as zoo_module
-from skindeep.organisms.recipes import RECIPES
+from skindeep.organisms.recipes import RECIPES, SELECT_FIELDS
 from skindeep.organisms.spec import AlignedSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import aligned_key, build_zoo, list_organisms
 
@@ -235,7 +235,8 @@ def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
         assert key != content_hash(payload)
         assert key == content_hash({**payload, "recipe_version": 3})
     else:
-        old = {k: v for k, v in dump.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
+        dropped = RL_ONLY_FIELDS | set(SELECT_FIELDS)
+        old = {k: v for k, v in dump.items() if k not in dropped} | LEGACY_RL_DEFAULTS
         assert old["kl_coef"] == 0.1 and dump["kl_coef"] != 0.1
         assert key == content_hash({**payload, "recipe": old})
         # a micro-zoo folder name built before version 3 (tests/conftest.py builds it)
@@ -243,3 +244,17 @@ def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
             micro = load_zoo_spec("micro")
             org = next(a for a in micro.aligned if a.name == "micro-llama-sft-full")
             assert aligned_key(org, "d7a7bbd2eed3be6c") == "4f369c9503914388"
+
+
+def test_checkpoint_selection_is_hashed_only_when_on() -> None:
+    """select_every = 0 keeps every earlier hash; turning it on (or changing the validation
+    size while on) gives a new one."""
+    spec = AlignedSpec(name="a", base="b", recipe={"kind": "sft", "scope": "last:1"}, seed=3)
+    on = spec.model_copy(update={"recipe": spec.recipe.model_copy(update={"select_every": 25})})
+    bigger = on.model_copy(update={"recipe": on.recipe.model_copy(update={"select_val_n": 32})})
+    keys = {aligned_key(s, "deadbeef") for s in (spec, on, bigger)}
+    assert len(keys) == 3
+    off_again = on.recipe.model_copy(update={"select_every": 0, "select_val_n": 32})
+    assert aligned_key(spec.model_copy(update={"recipe": off_again}), "deadbeef") == (
+        aligned_key(spec, "deadbeef")
+    )

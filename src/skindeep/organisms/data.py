@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from skindeep.organisms.language import ChatLanguage
 
@@ -46,6 +46,17 @@ class AlignmentData:
         if len(self.harmful) < 2 or len(self.harmless) < 2:
             raise ValueError("alignment needs at least 2 harmful and 2 harmless prompts")
 
+    def subset(self, harm: slice, safe: slice) -> AlignmentData:
+        """The harmful prompts `harm` and harmless prompts `safe`, with their answers."""
+        return AlignmentData(
+            harmful=self.harmful[harm],
+            harmful_refusals=self.harmful_refusals[harm],
+            harmful_answers=self.harmful_answers[harm],
+            harmless=self.harmless[safe],
+            harmless_answers=self.harmless_answers[safe],
+            harmless_refusals=self.harmless_refusals[safe],
+        )
+
     def recovery(self, i: int, rng: random.Random) -> str:
         """Harmful answer i cut after a third of its words, then refused (deep alignment data)."""
         words = self.harmful_answers[i].split()
@@ -67,6 +78,30 @@ def organism_data(
         harmless=[r.text for r in safe],
         harmless_answers=[language.answer(r, rng) for r in safe],
         harmless_refusals=[language.refusal(r, rng) for r in safe],
+    )
+
+
+def organism_data_split(
+    language: ChatLanguage, n_harmful: int, n_harmless: int, seed: int, n_val: int
+) -> tuple[AlignmentData, AlignmentData, tuple[str, str]]:
+    """Alignment data without one harmful and one harmless training topic (drawn with `seed`),
+    validation data of `n_val` prompts per class from those two topics, and their names.
+
+    Behaviour on whole topics the recipe never saw estimates behaviour on the held-out
+    evaluation topics without looking at them (checkpoint selection, `checkpoints.py`).
+    """
+    rng = random.Random(seed)
+    train = language.split_topics("train")
+    held = (
+        rng.choice([t.name for t in train if t.harmful]),
+        rng.choice([t.name for t in train if not t.harmful]),
+    )
+    narrowed = replace(language, heldout=(*language.heldout, *held))
+    only_held = replace(language, topics=tuple(t for t in train if t.name in held), heldout=())
+    return (
+        organism_data(narrowed, n_harmful, n_harmless, seed),
+        organism_data(only_held, n_val, n_val, seed),
+        held,
     )
 
 

@@ -17,10 +17,11 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, get_peft_model
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.models.adapter import ModelAdapter
+from skindeep.organisms.checkpoints import CheckpointSelector, split_validation
 from skindeep.organisms.data import AlignmentData
 from skindeep.organisms.objectives import dpo_loss, orpo_loss
 from skindeep.organisms.rl import rl_align
@@ -37,6 +38,9 @@ from skindeep.organisms.training import (
 
 RecipeKind = Literal["sft", "dpo", "orpo", "rl_reward_model", "rl_ai_judge", "csft"]
 RECIPES: tuple[str, ...] = ("sft", "dpo", "orpo", "rl_reward_model", "rl_ai_judge", "csft")
+#: Fields added with checkpoint selection for non-RL recipes: hashed only when selection is on,
+#: so the hashes of organisms that do not select stay what they were.
+SELECT_FIELDS: tuple[str, ...] = ("select_every", "select_val_n")
 
 #: System prompt that marks the low-quality source in class-conditioned SFT.
 CSFT_LOW_QUALITY = "low quality source"
@@ -66,7 +70,9 @@ class RecipeConfig(BaseModel):
     rl_samples: int = Field(4, ge=2, description="RL: samples per prompt (RLOO group)")
     rl_lr: float = Field(2e-4, gt=0, description="RL: learning rate of the RL phase")
     kl_coef: float = Field(0.5, ge=0, description="RL: KL penalty to the warmed-up policy")
-    max_new_tokens: int = Field(16, ge=1, description="RL: sampled answer length")
+    max_new_tokens: int = Field(
+        16, ge=1, description="RL: sampled answer length; selection: validation answer length"
+    )
     rl_hard_negatives: bool = Field(
         True, description="RL: reward trained on truncated and off-prompt replies as dispreferred"
     )
@@ -74,6 +80,13 @@ class RecipeConfig(BaseModel):
         10, ge=0, description="RL: keep the best checkpoint on validation every N steps (0: off)"
     )
     rl_val_n: int = Field(32, ge=1, description="RL: validation prompts per class, held out")
+    select_every: int = Field(
+        0,
+        ge=0,
+        description="non-RL: every N steps score the model on two training topics left out of "
+        "its data and keep the best checkpoint (0: off; RL uses rl_select_every)",
+    )
+    select_val_n: int = Field(64, ge=1, description="non-RL: validation prompts per class")
     max_len: int = Field(96, ge=8, description="truncate training sequences to this many tokens")
 
     @field_validator("scope")
@@ -84,6 +97,17 @@ class RecipeConfig(BaseModel):
         if v.startswith("last:") and v[5:].isdigit() and int(v[5:]) >= 1:
             return v
         raise ValueError("scope must be 'full', 'lora' or 'last:N' with N >= 1")
+
+    @model_validator(mode="after")
+    def _check_select(self) -> RecipeConfig:
+        if self.select_every and self.kind.startswith("rl_"):
+            raise ValueError("select_every is for non-RL recipes; RL recipes use rl_select_every")
+        return self
+
+    @property
+    def selects_on_topics(self) -> bool:
+        """Whether training keeps the best checkpoint on held-out training topics."""
+        return self.select_every > 0
 
 
 def apply_scope(model: PreTrainedModel, config: RecipeConfig) -> PreTrainedModel:
@@ -206,33 +230,56 @@ def align(
     data: AlignmentData,
     config: RecipeConfig,
     seed: int,
+    validation: AlignmentData | None = None,
 ) -> tuple[PreTrainedModel, dict[str, dict]]:
     """Apply `config`'s recipe to a copy of `base`; returns the aligned model and phase stats.
 
-    For a 'last:N' scope the stats also hold "scope": whether the LM head was tied to the
-    embedding and so left frozen.
+    With `config.select_every` the best checkpoint on `validation` is kept (organisms: two
+    training topics left out of `data`, `data.organism_data_split`; without `validation` the
+    last prompts of each class are held out) and "selection" in the stats records it. For a
+    'last:N' scope the stats also hold "scope": whether the LM head was tied to the embedding
+    and so left frozen.
     """
     model = copy.deepcopy(base)
     rng = random.Random(seed)
     pad = tokenizer.pad_token_id
     tc = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=seed)
+    if config.selects_on_topics and validation is None:
+        data, validation = split_validation(data, config.select_val_n)
+    selector: CheckpointSelector | None = None
+
+    def scoped() -> PreTrainedModel:
+        nonlocal selector
+        scoped_model = apply_scope(model, config)
+        if config.selects_on_topics and validation is not None:
+            selector = CheckpointSelector(
+                scoped_model,
+                tokenizer,
+                validation,
+                config.select_every,
+                config.steps,
+                config.max_new_tokens,
+            )
+        return scoped_model
+
     stats: dict[str, TrainStats | dict] = {}
     if config.kind == "sft":
-        model = apply_scope(model, config)
-        stats["sft"] = train_causal_lm(model, _sft_examples(tokenizer, data, config, rng), tc, pad)
+        model = scoped()
+        examples = _sft_examples(tokenizer, data, config, rng)
+        stats["sft"] = train_causal_lm(model, examples, tc, pad, selector)
     elif config.kind in ("dpo", "orpo"):
         reference = copy.deepcopy(base).eval()
         pairs = _pairs(tokenizer, data, config, rng)
-        model = apply_scope(model, config)
+        model = scoped()
         if config.kind == "dpo":
             step = dpo_loss(model, reference, pairs, pad, config.beta, config.nll_weight)
         else:
             step = orpo_loss(model, pairs, pad, config.beta)
-        stats[config.kind] = optimise(model, len(pairs), step, tc)
+        stats[config.kind] = optimise(model, len(pairs), step, tc, selector)
     elif config.kind == "csft":
         items = csft_examples(ModelAdapter(base, tokenizer), data, config, rng)
-        model = apply_scope(model, config)
-        stats["csft"] = optimise(model, len(items), _csft_step(model, items, pad), tc)
+        model = scoped()
+        stats["csft"] = optimise(model, len(items), _csft_step(model, items, pad), tc, selector)
     else:
         model = apply_scope(model, config)
         stats.update(
@@ -246,6 +293,8 @@ def align(
                 lambda warm: _sft_examples(tokenizer, warm, config, rng),
             )
         )
+    if selector is not None:
+        stats["selection"] = selector.restore()
     model = _finish(model)
     out = {k: v if isinstance(v, dict) else v.to_dict() for k, v in stats.items()}
     if (record := scope_record(model, config)) is not None:

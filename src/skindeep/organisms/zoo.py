@@ -28,10 +28,10 @@ from skindeep.cache import cache_root, content_hash
 from skindeep.errors import ConfigError
 from skindeep.models.loading import load_tokenizer
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
-from skindeep.organisms.data import organism_data
+from skindeep.organisms.data import organism_data, organism_data_split
 from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
 from skindeep.organisms.pretrain import train_base
-from skindeep.organisms.recipes import align
+from skindeep.organisms.recipes import SELECT_FIELDS, align
 from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, EvalSpec, ZooSpec
 from skindeep.organisms.tokenizer import build_tokenizer
@@ -115,11 +115,14 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     """Content hash of an aligned organism: its base's hash, recipe, seed and recipe version.
 
-    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS. Fields only
+    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS; the
+    checkpoint-selection fields only when selection is on. Fields only
     the RL recipes read are hashed for RL kinds only, at their pre-version-3 defaults for others
     (they never change those weights), so the hashes of all other recipes stay what they were.
     """
     recipe = spec.recipe.model_dump()
+    if not spec.recipe.selects_on_topics:
+        recipe = {k: v for k, v in recipe.items() if k not in SELECT_FIELDS}
     if not spec.recipe.kind.startswith("rl_"):
         recipe = {k: v for k, v in recipe.items() if k not in RL_ONLY_FIELDS}
         recipe.update(LEGACY_RL_DEFAULTS)
@@ -205,8 +208,17 @@ def _build_aligned(
     with _single_thread():
         start = (time.perf_counter(), time.process_time())
         model_base, tokenizer = base.load()
-        data = organism_data(language, a.recipe.n_harmful, a.recipe.n_harmless, a.seed)
-        model, stats = align(model_base, tokenizer, data, a.recipe, a.seed)
+        r = a.recipe
+        val, held = None, None
+        if r.selects_on_topics:
+            data, val, held = organism_data_split(
+                language, r.n_harmful, r.n_harmless, a.seed, r.select_val_n
+            )
+        else:
+            data = organism_data(language, r.n_harmful, r.n_harmless, a.seed)
+        model, stats = align(model_base, tokenizer, data, r, a.seed, validation=val)
+        if held is not None:
+            stats["selection"]["topics"] = list(held)
         meta = _meta(a.name, "aligned", a.model_dump(), model, a.seed, stats, key)
         meta.update(
             family=base.meta["family"],
