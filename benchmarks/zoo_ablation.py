@@ -77,22 +77,6 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
     return row
 
 
-def built(spec: Any, aligned: Any) -> Any:
-    """The cached build of `aligned` at the spec's build seed, or None (nothing is built).
-
-    Found by its content hash, computed as the zoo builder does (seeds shifted by the build
-    seed)."""
-    from skindeep.organisms.language import DEFAULT_LANGUAGE
-    from skindeep.organisms.zoo import aligned_key, base_key, organisms_dir, read_organism
-
-    base = next(b for b in spec.bases if b.name == aligned.base)
-    base = base.model_copy(update={"seed": spec.effective_seed(base)})
-    seeded = aligned.model_copy(update={"seed": spec.effective_seed(aligned)})
-    key = aligned_key(seeded, base_key(base, DEFAULT_LANGUAGE))
-    path = organisms_dir() / f"{aligned.name}-{key}"
-    return read_organism(path) if (path / "organism.json").is_file() else None
-
-
 def summary(rows: list[dict[str, Any]], seeds: list[int]) -> list[str]:
     """Per form: organisms meeting the target at every seed, and mean [min-max] over seeds."""
     lines = []
@@ -160,7 +144,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     from skindeep.organisms.spec import load_zoo_spec
-    from skindeep.organisms.zoo import build_zoo
+    from skindeep.organisms.zoo import build_zoo, cached_organisms
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -169,11 +153,11 @@ def main() -> None:
     rows = []
     for seed in seeds:
         spec = load_zoo_spec(args.zoo, seed=seed)
-        zoo = {} if args.built_only else build_zoo(spec)
+        zoo = cached_organisms(spec) if args.built_only else build_zoo(spec)
         for aligned in spec.aligned:
             if args.match not in aligned.name:
                 continue
-            organism = built(spec, aligned) if args.built_only else zoo[aligned.name]
+            organism = zoo.get(aligned.name)
             if organism is None:
                 print(json.dumps({"organism": aligned.name, "seed": seed, "skipped": "not built"}))
                 continue

@@ -8,7 +8,8 @@ Two sweeps, both into the organism cache (content-hashed, so a rerun only builds
    `--seeds`, then Llama at the others;
 2. the default zoo, as specified, at every build seed of `--seeds` (skip: `--no-default`).
 
-    python benchmarks/zoo_robustness.py [--seeds 0 1 2] [--archs llama qwen2 ...] [--json FILE]
+    python benchmarks/zoo_robustness.py [--seeds 0 1 2] [--archs llama qwen2 ...] [--built-only]
+        [--json FILE]
 
 Rows: organism, recipe (kind), scope, arch, size, seed (build seed), meets_behaviour, refusal of
 held-out harmful and harmless prompts, flagged (degenerate) outputs. The summary gives, per
@@ -26,7 +27,7 @@ from collections import defaultdict
 from skindeep.organisms.architectures import FAMILIES
 from skindeep.organisms.recipes import RECIPES
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
-from skindeep.organisms.zoo import Organism, build_zoo
+from skindeep.organisms.zoo import Organism, build_zoo, cached_organisms
 
 #: Base learning rates that train each family's base to the target (default 3e-3).
 BASE_LR = {"gpt2": 2e-3}
@@ -88,16 +89,20 @@ def row(o: Organism, spec: ZooSpec) -> dict:
     }
 
 
-def build_rows(spec: ZooSpec, workers: int) -> list[dict]:
-    """Build (or find cached) every organism of `spec`; rows of its aligned organisms."""
+def build_rows(spec: ZooSpec, workers: int, built_only: bool = False) -> list[dict]:
+    """Build (or find cached) every organism of `spec`; rows of its aligned organisms.
+
+    With `built_only` nothing is trained: organisms not in the cache are named and left out."""
     start = time.perf_counter()
-    built = build_zoo(spec, workers=workers)
-    rows = [row(built[a.name], spec) for a in spec.aligned]
+    built = cached_organisms(spec) if built_only else build_zoo(spec, workers=workers)
+    rows = [row(built[a.name], spec) for a in spec.aligned if a.name in built]
+    missing = [o.name for o in [*spec.bases, *spec.aligned] if o.name not in built]
     ok = sum(r["meets_behaviour"] for r in rows)
-    bases_ok = all(built[b.name].meets_behaviour for b in spec.bases)
+    bases_ok = all(built[b.name].meets_behaviour for b in spec.bases if b.name in built)
     print(
         f"# {spec.name} seed {spec.seed}: {ok}/{len(rows)} aligned meet targets, "
-        f"bases {'ok' if bases_ok else 'MISSED'}; {time.perf_counter() - start:.0f} s",
+        f"bases {'ok' if bases_ok else 'MISSED'}; {time.perf_counter() - start:.0f} s"
+        + (f"; NOT BUILT: {', '.join(missing)}" if missing else ""),
         flush=True,
     )
     return rows
@@ -134,6 +139,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--kinds", nargs="*", choices=RECIPES, help="recipe kinds (default: all)")
     parser.add_argument("--no-default", action="store_true", help="skip sweep 2 (the zoo itself)")
+    parser.add_argument(
+        "--built-only", action="store_true", help="report cached builds only (train nothing)"
+    )
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     default = load_zoo_spec(args.zoo)
@@ -146,7 +154,7 @@ def main() -> None:
     specs += [] if args.no_default else [default.with_seed(s) for s in args.seeds]
     rows: list[dict] = []
     for spec in specs:
-        rows += build_rows(spec, args.workers)
+        rows += build_rows(spec, args.workers, args.built_only)
         if args.json:  # written after every zoo, so an interrupted sweep keeps its rows
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=2)

@@ -258,3 +258,14 @@ def test_checkpoint_selection_is_hashed_only_when_on() -> None:
     assert aligned_key(spec.model_copy(update={"recipe": off_again}), "deadbeef") == (
         aligned_key(spec, "deadbeef")
     )
+
+
+def test_cached_organisms_finds_the_builds_without_training(micro_zoo, tmp_path: Path) -> None:
+    """Same folders as build_zoo for a built zoo; an empty root holds nothing (nothing trains)."""
+    from skindeep.organisms.zoo import cached_organisms
+
+    spec = load_zoo_spec("micro")
+    found = cached_organisms(spec)
+    assert {n: o.path for n, o in found.items()} == {n: o.path for n, o in micro_zoo.items()}
+    assert cached_organisms(spec, root=tmp_path) == {}
+    assert cached_organisms(spec.with_seed(7), root=tmp_path) == {}

@@ -239,6 +239,30 @@ def _quiet_worker() -> None:
     hf_logging.disable_progress_bar()
 
 
+def zoo_keys(spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE) -> dict[str, str]:
+    """Every organism's content hash at the spec's build seed, by name."""
+    spec = _seeded(spec)
+    keys = {b.name: base_key(b, language) for b in spec.bases}
+    keys.update({a.name: aligned_key(a, keys[a.base]) for a in spec.aligned})
+    return keys
+
+
+def zoo_paths(
+    spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE, root: Path | None = None
+) -> dict[str, Path]:
+    """Where each organism of `spec` is (or will be) built, by name."""
+    root = root or organisms_dir()
+    return {name: root / f"{name}-{key}" for name, key in zoo_keys(spec, language).items()}
+
+
+def cached_organisms(
+    spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE, root: Path | None = None
+) -> dict[str, Organism]:
+    """The organisms of `spec` already built (nothing is trained), by name."""
+    paths = zoo_paths(spec, language, root)
+    return {n: read_organism(p) for n, p in paths.items() if (p / METADATA).is_file()}
+
+
 def build_zoo(
     spec: ZooSpec,
     language: ChatLanguage = DEFAULT_LANGUAGE,
@@ -253,13 +277,10 @@ def build_zoo(
     an aligned organism starts as soon as its base exists. Weights do not depend on `workers`.
     Organisms that miss their behaviour targets are kept and returned: check `meets_behaviour`.
     """
-    root = root or organisms_dir()
     report = report or (lambda name, status: None)
     out: dict[str, Organism] = {}
-    build_seed, spec = spec.seed, _seeded(spec)
-    keys = {b.name: base_key(b, language) for b in spec.bases}
-    keys.update({a.name: aligned_key(a, keys[a.base]) for a in spec.aligned})
-    paths = {name: root / f"{name}-{key}" for name, key in keys.items()}
+    build_seed, keys, paths = spec.seed, zoo_keys(spec, language), zoo_paths(spec, language, root)
+    spec = _seeded(spec)
     for name, path in paths.items():
         if (path / METADATA).is_file():
             out[name] = read_organism(path)
