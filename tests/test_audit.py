@@ -17,9 +17,9 @@ from sklearn.decomposition import PCA
 
 import skindeep.activations.cached as cached_module
 from conftest import run_cli
-from skindeep.activations import ActivationStore
+from skindeep.activations import ActivationStore, activation_key
 from skindeep.errors import ConfigError, PromptError
-from skindeep.models import LoadedModel, ModelAdapter, load_model
+from skindeep.models import DeferredModel, LoadedModel, ModelAdapter, load_model
 from skindeep.organisms.architectures import build_model
 from skindeep.prompts import organism_prompts
 from skindeep.report import write_audit
@@ -29,6 +29,7 @@ from skindeep.scores import (
     PairMismatchError,
     audit_pair,
     check_compatible,
+    model_info,
     pair_geometry,
 )
 
@@ -220,6 +221,42 @@ def test_rerun_reads_the_activation_cache(micro_zoo, audits, cache: Path, monkey
         AuditConfig(n_perm=99, cache_dir=cache),
     )
     assert again.gfs == audits["micro-llama-dpo"].gfs
+
+
+def test_warm_audit_of_deferred_models_reads_no_weights(micro_zoo, audits, cache: Path) -> None:
+    """A `lazy` load answers the cache key and the pair check from config + tokenizer alone: a
+    warm audit never reads the weights and gives the eager audit's result and model facts."""
+    organism = micro_zoo["micro-llama-dpo"]
+    aligned = load_model(organism.path, lazy=True)
+    base = load_model(organism.meta["base_path"], lazy=True)
+    assert isinstance(aligned, DeferredModel) and isinstance(base, DeferredModel)
+    again = audit_pair(
+        aligned, base,
+        organism_prompts(True, "heldout", N_PER_CLASS),
+        organism_prompts(False, "heldout", N_PER_CLASS),
+        AuditConfig(n_perm=99, cache_dir=cache),
+    )  # fmt: skip
+    assert "model" not in vars(aligned) and "model" not in vars(base)
+    eager = audits["micro-llama-dpo"]
+    assert again.gfs == eager.gfs
+    assert (again.aligned, again.base) == (eager.aligned, eager.base)
+
+
+def test_deferred_model_facts_match_the_loaded_model(micro_zoo) -> None:
+    """For every micro organism the config-derived facts and cache key are those of the eager
+    load, and first use of `.model` loads the same weights."""
+    prompts = list(organism_prompts(True, "heldout", 4).prompts)
+    for organism in micro_zoo.values():
+        eager, lazy = load_model(organism.path), load_model(organism.path, lazy=True)
+        assert isinstance(lazy, DeferredModel)
+        assert model_info(lazy) == model_info(eager)
+        key = activation_key(eager, prompts, fmt="chat")
+        assert activation_key(lazy, prompts, fmt="chat") == key
+        assert "model" not in vars(lazy)
+        for a, b in zip(lazy.model.parameters(), eager.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+        assert lazy.adapter.num_layers == eager.adapter.num_layers
+        assert not lazy.model.training
 
 
 # ---- mismatched pairs ----------------------------------------------------------------------

@@ -272,3 +272,22 @@ def test_gguf_to_checkpoint_matches_logits(smollm2: LoadedModel, tmp_path: Path)
             expected = smollm2.model(**ids).logits
             got = plain.model(**ids).logits
         assert torch.equal(got, expected)
+
+
+def test_weight_digests_are_remembered_by_path_size_and_mtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large file's sha256 is stored in the cache and reused while path, size and mtime stay;
+    a rewritten file is hashed again."""
+    monkeypatch.setenv("SKINDEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(loading, "_DIGEST_MEMO_BYTES", 0)
+    monkeypatch.setattr(loading, "_digest_memo", {})
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights v1")
+    assert loading._file_digest(weights) == hashlib.sha256(b"weights v1").hexdigest()
+    (memo,) = (tmp_path / "cache" / "digests").iterdir()
+    memo.write_text("f" * 64)  # a stand-in only the memo can produce
+    loading._digest_memo.clear()
+    assert loading._file_digest(weights) == "f" * 64
+    weights.write_bytes(b"weights v2, longer")
+    assert loading._file_digest(weights) == hashlib.sha256(b"weights v2, longer").hexdigest()

@@ -51,13 +51,14 @@ def activation_key(
     last_layer: LastLayer = "raw",
 ) -> str:
     """The cache key of a `cached_collect` call (`last_layer` enters it only when `normed`, so
-    the keys of raw collections are those they always had)."""
+    the keys of raw collections are those they always had). Reads no weights: a
+    `DeferredModel` stays unloaded on a cache hit."""
     fmt_tokenizer = template_tokenizer_of(loaded.tokenizer, template_tokenizer)
     enc_tokenizer = fmt_tokenizer if fmt == "chat" else loaded.tokenizer
     key: dict[str, Any] = {
         "store_format": STORE_FORMAT,
         "model": loaded.fingerprint,
-        "dtype": str(next(loaded.model.parameters()).dtype),
+        "dtype": f"torch.{loaded.dtype}",
         "tokenizer": tokenizer_fingerprint(enc_tokenizer),
         "chat_template": getattr(enc_tokenizer, "chat_template", None) if fmt == "chat" else None,
         "prompts": list(prompts),
@@ -65,7 +66,7 @@ def activation_key(
         "fmt": fmt,
         "positions": positions if isinstance(positions, str) else [int(p) for p in positions],
         "site": site,
-        "layers": normalize_layers(layers, loaded.adapter.num_layers),
+        "layers": normalize_layers(layers, loaded.num_layers),
     }
     if last_layer != "raw":
         key["last_layer"] = last_layer

@@ -222,8 +222,10 @@ def audit(
     harmful_set = resolve_prompts(harmful, True, n_prompts, column, seed)
     harmless_set = resolve_prompts(harmless, False, n_prompts, column, seed)
     check_pair(harmful_set, harmless_set)  # before loading any model
-    aligned_model = load_model(aligned, dtype=dtype, device=device)
-    base_model = load_model(base, dtype=dtype, device=device)
+    # lazy: weights are read only if an activation cache entry is missing (a warm audit
+    # never reads them)
+    aligned_model = load_model(aligned, dtype=dtype, device=device, lazy=True)
+    base_model = load_model(base, dtype=dtype, device=device, lazy=True)
     with progress() as bar:
         result = audit_pair(aligned_model, base_model, harmful_set, harmless_set, config, bar)
     files = write_audit(result, out_dir)

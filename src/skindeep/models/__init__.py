@@ -9,14 +9,17 @@ from skindeep.models.chat import (
     format_user_turn,
 )
 from skindeep.models.gguf import gguf_to_checkpoint, smollm2_checkpoint, smollm2_gguf_path
-from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model, load_tokenizer
+from skindeep.models.loaded import DeferredModel, LoadedModel, ModelFacts
+from skindeep.models.loading import fingerprint_checkpoint, load_model, load_tokenizer
 
 __all__ = [
     "FALLBACK_TEMPLATE",
     "ChatTemplateWarning",
+    "DeferredModel",
     "LayerModules",
     "LoadedModel",
     "ModelAdapter",
+    "ModelFacts",
     "PromptFormat",
     "fingerprint_checkpoint",
     "format_prompts",

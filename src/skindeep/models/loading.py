@@ -19,9 +19,16 @@ from urllib.parse import urlparse
 
 import torch
 
-from skindeep.cache import content_hash
+from skindeep.artifacts import atomic_write_text
+from skindeep.cache import cache_root, content_hash
 from skindeep.errors import ModelLoadError
-from skindeep.models.adapter import ModelAdapter
+from skindeep.models.adapter import (
+    _HIDDEN_SIZE_KEYS,
+    _LAYER_COUNT_KEYS,
+    ModelAdapter,
+    _config_value,
+)
+from skindeep.models.loaded import DeferredModel, LoadedModel, ModelFacts
 
 DTYPES: dict[str, torch.dtype | str] = {
     "float32": torch.float32,
@@ -40,19 +47,7 @@ _EXPECTED = (
     "weights, or a .gguf file"
 )
 _digest_memo: dict[tuple[str, int, int], str] = {}
-
-
-@dataclass
-class LoadedModel:
-    """A model ready for analysis: eval mode, a tokenizer with a pad token, its adapter, and a
-    fingerprint of the weights on disk (dtype and device are not part of it)."""
-
-    model: Any
-    tokenizer: Any
-    adapter: ModelAdapter
-    source: str
-    fingerprint: str
-    gguf_file: str | None = None
+_DIGEST_MEMO_BYTES = 16 << 20  # files from this size on have their digest remembered on disk
 
 
 @dataclass(frozen=True)
@@ -99,12 +94,32 @@ def _file_digest(path: Path) -> str:
     stat = target.stat()
     key = (str(target), stat.st_size, stat.st_mtime_ns)
     if key not in _digest_memo:
-        sha = hashlib.sha256()
-        with target.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 23), b""):
-                sha.update(chunk)
-        _digest_memo[key] = sha.hexdigest()
+        _digest_memo[key] = _stored_digest(key, target)
     return _digest_memo[key]
+
+
+def _stored_digest(key: tuple[str, int, int], target: Path) -> str:
+    """sha256 of a large file, remembered on disk by (path, size, mtime): a rerun (a warm audit)
+    does not read half a gigabyte of weights again to name them. Small files are just hashed."""
+    memo = None
+    if key[1] >= _DIGEST_MEMO_BYTES:
+        memo = cache_root() / "digests" / f"{content_hash(list(key), 24)}.sha256"
+        if memo.is_file():
+            text = memo.read_text().strip()
+            if re.fullmatch(r"[0-9a-f]{64}", text):
+                return text
+    sha = hashlib.sha256()
+    with target.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 23), b""):
+            sha.update(chunk)
+    digest = sha.hexdigest()
+    if memo is not None:
+        try:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(memo, digest)
+        except OSError:
+            pass  # a read-only cache only costs the rehash next time
+    return digest
 
 
 def fingerprint_checkpoint(folder: Path, gguf_file: str | None = None) -> str:
@@ -257,16 +272,18 @@ def load_model(
     device: str = "cpu",
     device_map: str | None = None,
     trust_remote_code: bool = False,
+    lazy: bool = False,
 ) -> LoadedModel:
     """Load model + tokenizer in eval mode, with the adapter and a weights fingerprint.
 
     If the tokenizer has no pad token, it is set to the EOS token (and the model's generation
     config follows), so that batches can be padded; padding side is left as the tokenizer has it.
     `device_map` (e.g. "auto") is passed to transformers and then `device` is ignored;
-    `device="auto"` means `device_map="auto"` (models larger than one device).
+    `device="auto"` means `device_map="auto"` (models larger than one device). `lazy=True`
+    returns a `DeferredModel` (weights read on first use of `.model`/`.adapter`) where the
+    config alone says what the model is (a folder or hub id, a fixed dtype, no remote code);
+    otherwise, and for .gguf files, the weights load now.
     """
-    from transformers import AutoModelForCausalLM
-
     torch_dtype = _torch_dtype(dtype)
     if device == "auto" and device_map is None:
         device_map = "auto"  # accelerate spreads the layers over every visible device
@@ -285,16 +302,17 @@ def load_model(
     model_kwargs = dict(kwargs, dtype=torch_dtype)
     if device_map is not None:
         model_kwargs["device_map"] = device_map
-    # transformers, gguf and huggingface_hub raise many types (struct.error on a truncated
-    # .gguf, StrictDataclassClassValidationError on an inconsistent config.json): all mean "this
-    # checkpoint cannot be loaded". KeyboardInterrupt is a BaseException and passes through.
-    try:
-        model = AutoModelForCausalLM.from_pretrained(resolved.location, **model_kwargs)
-    except Exception as exc:
-        hint = " (is the .gguf file complete and not corrupt?)" if resolved.gguf_file else ""
-        raise ModelLoadError(
-            f"could not load a causal LM from {source}{hint}: {_describe(exc)}"
-        ) from exc
+
+    def weights() -> Any:
+        model = _load_weights(source, resolved, model_kwargs)
+        if device_map is None:
+            model.to(device)
+        return model.eval()
+
+    facts = None
+    if lazy and not resolved.gguf_file and not trust_remote_code and dtype != "auto":
+        facts = _config_facts(resolved.location, kwargs, str(torch_dtype).removeprefix("torch."))
+    model = None if facts is not None else weights()
     try:
         tokenizer = load_tokenizer(resolved.location, **kwargs)
     except Exception as exc:
@@ -302,22 +320,67 @@ def load_model(
             f"could not load the tokenizer of {source}: {_describe(exc)}; expected tokenizer "
             "files next to the weights"
         ) from exc
-    if device_map is None:
-        model.to(device)
-    model.eval()
     _ensure_pad_token(model, tokenizer)
+    fingerprint = fingerprint_checkpoint(resolved.folder, resolved.gguf_file)
+    if model is None:
+        assert facts is not None
+
+        def deferred() -> Any:
+            loaded = weights()
+            _ensure_pad_token(loaded, tokenizer)
+            return loaded
+
+        return DeferredModel(
+            tokenizer=tokenizer, source=str(source), fingerprint=fingerprint, facts=facts,
+            load=deferred,
+        )  # fmt: skip
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
         adapter=ModelAdapter(model, tokenizer),
         source=str(source),
-        fingerprint=fingerprint_checkpoint(resolved.folder, resolved.gguf_file),
+        fingerprint=fingerprint,
         gguf_file=resolved.gguf_file,
     )
 
 
-def _ensure_pad_token(model: Any, tokenizer: Any) -> None:
-    """Pad with EOS when the tokenizer defines no pad token (the usual choice for causal LMs)."""
+def _load_weights(source: str | Path, resolved: _Resolved, model_kwargs: dict[str, Any]) -> Any:
+    """AutoModelForCausalLM.from_pretrained, every failure a ModelLoadError."""
+    from transformers import AutoModelForCausalLM
+
+    # transformers, gguf and huggingface_hub raise many types (struct.error on a truncated
+    # .gguf, StrictDataclassClassValidationError on an inconsistent config.json): all mean "this
+    # checkpoint cannot be loaded". KeyboardInterrupt is a BaseException and passes through.
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolved.location, **model_kwargs)
+    except Exception as exc:
+        hint = " (is the .gguf file complete and not corrupt?)" if resolved.gguf_file else ""
+        raise ModelLoadError(
+            f"could not load a causal LM from {source}{hint}: {_describe(exc)}"
+        ) from exc
+
+
+def _config_facts(location: str, kwargs: dict[str, Any], dtype: str) -> ModelFacts | None:
+    """What the config says the model is, or None when it does not say enough (load instead)."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(location, **kwargs)
+    except Exception:
+        return None  # loading the weights reports the problem properly
+    architecture = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(getattr(config, "model_type", ""))
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = _config_value(text, _LAYER_COUNT_KEYS)
+    width = _config_value(text, _HIDDEN_SIZE_KEYS)
+    if not isinstance(architecture, str) or layers is None or width is None:
+        return None
+    return ModelFacts(dtype, architecture, layers, width, str(getattr(text, "model_type", "?")))
+
+
+def _ensure_pad_token(model: Any | None, tokenizer: Any) -> None:
+    """Pad with EOS when the tokenizer defines no pad token (the usual choice for causal LMs);
+    the model's generation config (when a model is given) pads with the same id."""
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     generation = getattr(model, "generation_config", None)

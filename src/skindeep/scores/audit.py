@@ -21,17 +21,16 @@ class PairMismatchError(SkindeepError):
 
 
 def model_info(loaded: LoadedModel) -> ModelInfo:
-    """Identity and shape of a loaded model."""
-    config = loaded.adapter.config
+    """Identity and shape of a loaded model (a `DeferredModel`'s weights stay unread)."""
     return ModelInfo(
         source=loaded.source,
         fingerprint=loaded.fingerprint,
-        architecture=type(loaded.model).__name__,
-        model_type=str(getattr(config, "model_type", "?")),
-        num_layers=loaded.adapter.num_layers,
-        hidden_size=loaded.adapter.hidden_size,
+        architecture=loaded.architecture,
+        model_type=loaded.model_type,
+        num_layers=loaded.num_layers,
+        hidden_size=loaded.hidden_size,
         vocab_size=len(loaded.tokenizer),
-        dtype=str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+        dtype=loaded.dtype,
     )
 
 
