@@ -6,7 +6,7 @@ computed once per layer and shared by PERMANOVA and MMD.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -294,6 +294,33 @@ def layer_statistics(
     check_min_rows(pos, "h_harmful")
     check_min_rows(neg, "h_harmless")
     check_same_features(pos, neg, "h_harmful", "h_harmless")
+    m = pos.shape[0]
+
+    def stacked(layer: int) -> FloatArray:
+        return np.vstack([pos[:, layer, :], neg[:, layer, :]]).astype(np.float64)
+
+    return labelled_layer_statistics(
+        stacked, pos.shape[1], np.arange(m + neg.shape[0]) < m, n_perm=n_perm, q=q,
+        test_size=test_size, seed=seed, permanova_distance=permanova_distance,
+    )  # fmt: skip
+
+
+def labelled_layer_statistics(
+    layer_rows: Callable[[int], FloatArray],
+    n_layers: int,
+    is_harmful: ArrayLike,
+    n_perm: int = 1000,
+    q: float = 0.05,
+    test_size: float = 0.3,
+    seed: int = 0,
+    permanova_distance: PermanovaDistance = "euclidean",
+) -> LayerStatistics:
+    """`layer_statistics` of labelled rows: `layer_rows(l)` gives layer l as float64 [n, d].
+
+    The rows are taken harmful first (each class in its given order), exactly as
+    `layer_statistics(h[is_harmful], h[~is_harmful])` stacks them, so the numbers are the same;
+    but only one layer is ever held, never a copy of the [n, L, d] stack.
+    """
     if permanova_distance not in ("euclidean", "sqeuclidean"):
         raise ValueError(
             f"permanova_distance must be 'euclidean' or 'sqeuclidean', got {permanova_distance!r}"
@@ -301,22 +328,30 @@ def layer_statistics(
     n_perm = _check_n_perm(n_perm)
     if not 0.0 < q < 1.0:
         raise ValueError(f"q must be in (0, 1), got {q}")
-    m = pos.shape[0]
-    labels = np.zeros(m + neg.shape[0], dtype=bool)
+    harmful = np.asarray(is_harmful, dtype=bool)
+    order = np.concatenate([np.flatnonzero(harmful), np.flatnonzero(~harmful)])
+    m = int(harmful.sum())
+    check_min_rows(order[:m], "h_harmful")
+    check_min_rows(order[m:], "h_harmless")
+    labels = np.zeros(order.size, dtype=bool)
     labels[:m] = True
     codes = (~labels).astype(np.int64)  # 0 = harmful, 1 = harmless
     train, test = stratified_split(labels, test_size, seed)
+    keep = order if np.any(order != np.arange(order.size)) else None
 
-    n_layers = pos.shape[1]
     out = {key: np.empty(n_layers) for key in ("f", "pf", "mmd", "pm", "gamma", "acc")}
     for layer in range(n_layers):
-        z = np.vstack([pos[:, layer, :], neg[:, layer, :]]).astype(np.float64)  # one layer
+        z = layer_rows(layer)
+        if keep is not None:
+            z = z[keep]
         sq = _sq_distances(z)
         perma = _permanova_core(sq, codes, n_perm, seed, permanova_distance)
         mmd = _mmd_core(sq, m, None, n_perm, seed)
+        del sq
         out["f"][layer], out["pf"][layer] = perma.pseudo_f, perma.p_value
         out["mmd"][layer], out["pm"][layer], out["gamma"][layer] = mmd.mmd2, mmd.p_value, mmd.gamma
         out["acc"][layer] = fit_score(z[train], labels[train], z[test], labels[test])
+        del z
 
     bh_f = benjamini_hochberg(out["pf"], q)
     bh_m = benjamini_hochberg(out["pm"], q)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -203,8 +204,11 @@ def _angles_between(qa: FloatArray, qb: FloatArray) -> FloatArray:
         qa, qb = qb, qa
     cross = qa.T @ qb
     cos = np.clip(np.linalg.svd(cross, compute_uv=False), -1.0, 1.0)  # descending
+    small = cos**2 >= 0.5
+    if not small.any():  # every angle above 45 degrees: the cosines are accurate, skip the sines
+        return np.sort(np.arccos(cos))
     sin = np.clip(np.linalg.svd(qb - qa @ cross, compute_uv=False)[::-1], 0.0, 1.0)  # ascending
-    angles = np.where(cos**2 >= 0.5, np.arcsin(sin), np.arccos(cos))
+    angles = np.where(small, np.arcsin(sin), np.arccos(cos))
     return np.sort(angles)
 
 
@@ -221,6 +225,18 @@ def principal_angles(U: ArrayLike, V: ArrayLike) -> FloatArray:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"U and V must have the same number of rows d, got {a.shape} vs {b.shape}")
     return _angles_between(_orthonormal_columns(a, "U"), _orthonormal_columns(b, "V"))
+
+
+def consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray | None, ...]:
+    """Principal angles (radians, ascending) between layer l and l + 1; None if either is empty.
+
+    The same angles as `principal_angles` on consecutive bases, without re-orthonormalising
+    them: a SafetySubspace's bases are orthonormal by construction.
+    """
+    return tuple(
+        None if u.shape[1] == 0 or v.shape[1] == 0 else _angles_between(u, v)
+        for u, v in pairwise(subspace.bases)
+    )
 
 
 Bases = SafetySubspace | Sequence[ArrayLike]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from itertools import pairwise
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -21,11 +20,11 @@ from skindeep.geometry import (
     SafetySubspace,
     arditi_direction,
     cohens_d,
+    consecutive_angles,
     geometric_fragility,
-    layer_statistics,
+    labelled_layer_statistics,
     linear_cka,
     pair_subspace,
-    principal_angles,
     select_cpca_alpha,
     stratified_split,
 )
@@ -155,16 +154,27 @@ def _arditi_effects(
     return in_sample, heldout
 
 
-def _layer_tests(h: np.ndarray, harmful: np.ndarray, config: AuditConfig) -> LayerStatistics:
-    """Layer statistics on the layers where `h` varies; constant layers (e.g. D_l = 0 where
-    alignment left a block untouched) get NaN and take no part in the BH correction."""
-    n_layers = h.shape[1]
-    idx = np.flatnonzero([np.any(h[:, i] != h[:1, i]) for i in range(n_layers)])
+def _layer_tests(
+    aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, config: AuditConfig
+) -> LayerStatistics:
+    """Layer statistics on the layers where the tested activations vary; constant layers (e.g.
+    D_l = 0 where alignment left a block untouched) get NaN and take no part in the BH
+    correction. One float64 layer at a time: the [n, L, d] stack is never copied."""
+    n_layers = aligned.shape[1]
+
+    def rows(layer: int) -> np.ndarray:
+        h = np.asarray(aligned[:, layer], dtype=np.float64)
+        return h if config.stats_on == "aligned" else h - base[:, layer]
+
+    def varies(layer: int) -> bool:
+        h = aligned[:, layer] if config.stats_on == "aligned" else rows(layer)
+        return bool(np.any(h != h[:1]))
+
+    idx = np.flatnonzero([varies(i) for i in range(n_layers)])
     part = None
     if idx.size:
-        sub = h[:, idx]
-        part = layer_statistics(
-            sub[harmful], sub[~harmful], n_perm=config.n_perm, q=config.q,
+        part = labelled_layer_statistics(
+            lambda i: rows(int(idx[i])), idx.size, harmful, n_perm=config.n_perm, q=config.q,
             test_size=config.test_size, seed=config.seed,
             permanova_distance=config.permanova_distance,
         )  # fmt: skip
@@ -186,14 +196,6 @@ def _relative_change(aligned_l: np.ndarray, base_l: np.ndarray) -> float:
     b = np.asarray(base_l, dtype=np.float64)
     norm = float(np.linalg.norm(b))
     return float(np.linalg.norm(aligned_l - b)) / (norm if norm > 0 else 1.0)
-
-
-def _consecutive_angles(subspace: SafetySubspace) -> tuple[FloatArray | None, ...]:
-    """Principal angles between layer l and layer l + 1 subspaces; None if either is empty."""
-    return tuple(
-        None if u.shape[1] == 0 or v.shape[1] == 0 else principal_angles(u, v)
-        for u, v in pairwise(subspace.bases)
-    )
 
 
 def pair_geometry(
@@ -235,8 +237,7 @@ def pair_geometry(
     }
     relative_change = np.array([_relative_change(aligned[:, i], base[:, i]) for i in layer_range])
     cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in layer_range])
-    on = aligned if config.stats_on == "aligned" else aligned.astype(np.float64) - base
-    stats = _layer_tests(on, harmful, config)
+    stats = _layer_tests(aligned, base, harmful, config)
     arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
     return PairGeometry(
         layers=layer_ids,
@@ -244,7 +245,7 @@ def pair_geometry(
         alpha=float(alpha),
         alpha_choice=choice,
         subspace=subspace,
-        angles=_consecutive_angles(subspace),
+        angles=consecutive_angles(subspace),
         cka=cka,
         stats=stats,
         stats_on=config.stats_on,

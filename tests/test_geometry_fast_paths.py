@@ -1,0 +1,64 @@
+"""The paper-scale shortcuts of the audit geometry against the plain computations they replace.
+
+Each fast path must give the numbers of the straightforward one (numpy/scipy references, or the
+public single-purpose functions) on random data, to floating-point tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from skindeep.geometry import (
+    consecutive_angles,
+    labelled_layer_statistics,
+    layer_statistics,
+    principal_angles,
+    safety_subspace,
+)
+from skindeep.scores import AuditConfig, pair_geometry
+
+
+def test_labelled_statistics_equal_the_split_stack() -> None:
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((30, 3, 12)).astype(np.float32)
+    harmful = rng.permutation(np.arange(30) < 13)  # interleaved classes
+    h[harmful, 1] += 0.8
+    ref = layer_statistics(h[harmful], h[~harmful], n_perm=99, seed=3)
+    got = labelled_layer_statistics(
+        lambda i: np.asarray(h[:, i], dtype=np.float64), 3, harmful, n_perm=99, seed=3
+    )
+    for name in ("pseudo_f", "permanova_p", "mmd2", "mmd_p", "gamma", "probe_accuracy"):
+        np.testing.assert_allclose(getattr(got, name), getattr(ref, name), rtol=1e-12)
+    assert got.permanova_reject.tolist() == ref.permanova_reject.tolist()
+
+
+def test_pair_statistics_on_the_difference_equal_the_float64_stack() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((24, 3, 10)).astype(np.float32)
+    aligned = base.copy()
+    aligned[:, 1:] += rng.standard_normal((24, 2, 10)).astype(np.float32)  # layer 0 untouched
+    harmful = rng.permutation(np.arange(24) < 12)
+    config = AuditConfig(n_perm=49, stats_on="difference")
+    geo = pair_geometry(aligned, base, harmful, config)
+    diff = aligned.astype(np.float64) - base
+    ref = layer_statistics(diff[harmful][:, 1:], diff[~harmful][:, 1:], n_perm=49)
+    assert np.isnan(geo.stats.pseudo_f[0]) and not geo.stats.permanova_reject[0]
+    np.testing.assert_allclose(geo.stats.pseudo_f[1:], ref.pseudo_f, rtol=1e-12)
+    np.testing.assert_allclose(geo.stats.mmd_p[1:], ref.mmd_p, rtol=1e-12)
+    np.testing.assert_allclose(geo.stats.probe_accuracy[1:], ref.probe_accuracy)
+
+
+def test_consecutive_angles_match_scipy() -> None:
+    rng = np.random.default_rng(2)
+    shared = rng.standard_normal((40, 1, 30))
+    D = shared + 0.05 * rng.standard_normal((40, 4, 30))  # nearby subspaces: small angles
+    D[:, 3] = rng.standard_normal((40, 30))  # and an unrelated one: large angles
+    sub = safety_subspace(D, k=4)
+    angles = consecutive_angles(sub)
+    for layer, got in enumerate(angles):
+        u, v = sub.bases[layer], sub.bases[layer + 1]
+        ref = np.sort(scipy.linalg.subspace_angles(u, v))
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got, principal_angles(u, v), rtol=1e-9, atol=1e-12)
+    assert np.degrees(angles[0]).min() < 45 and np.degrees(angles[2]).min() > 45
