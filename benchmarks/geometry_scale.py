@@ -11,9 +11,12 @@ process (peak RSS is a high-water mark) with BLAS limited to the given thread co
 - stats: `layer_statistics` (PERMANOVA and MMD with their default 1000 permutations, probe);
 - audit: the whole `pair_geometry` of `skindeep audit` (all of the above, CKA, Arditi effects).
 
-Reported: wall seconds (data generation excluded) and peak RSS in GiB (inputs included: two
-float32 [2n, L, d] arrays are 2 x 2n*L*d*4 bytes). The goal of the performance issue: the whole
-audit geometry at n = 1000, L = 32, d = 4096 under 30 s wall and 4 GiB on 2 cores.
+Reported: wall seconds and CPU seconds of the process (data generation excluded), peak RSS in
+GiB (inputs included: two float32 [2n, L, d] arrays are 2 x 2n*L*d*4 bytes) and the 1-minute
+load average at the end of each part (on a shared machine, wall time is only meaningful beside
+it). With 2 threads the geometry runs two layers at a time, one BLAS thread each. The goal of
+the performance issue: the whole audit geometry at n = 1000, L = 32, d = 4096 under 30 s wall
+and 4 GiB on 2 cores.
 
 Usage: python benchmarks/geometry_scale.py [--n 1000] [--layers 32] [--d 4096]
        [--threads 1 2] [--parts audit ...] [--json FILE]
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -68,7 +72,7 @@ def run_part(part: str, n: int, n_layers: int, d: int, threads: int) -> dict[str
 
     aligned, base, harmful = synthetic_pair(n, n_layers, d)
     with threadpool_limits(limits=threads):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if part == "gfs-code":
             geometric_fragility(aligned, base, harmful, "code")
         elif part == "gfs-paper":
@@ -82,8 +86,12 @@ def run_part(part: str, n: int, n_layers: int, d: int, threads: int) -> dict[str
         else:
             raise ValueError(f"unknown part {part!r}")
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    return {"part": part, "threads": threads, "seconds": seconds, "peak_rss_gib": peak}
+    return {
+        "part": part, "threads": threads, "seconds": seconds, "cpu_seconds": cpu_seconds,
+        "peak_rss_gib": peak, "load_avg_1min": os.getloadavg()[0],
+    }  # fmt: skip
 
 
 def _in_fresh_process(part: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
@@ -112,11 +120,12 @@ def main() -> None:
         return
     rows = [_in_fresh_process(p, args, t) for t in args.threads for p in args.parts]
     print(f"n = {args.n} per class, L = {args.layers}, d = {args.d}; {platform.processor()}")
-    print(f"{'part':<10} {'threads':>7} {'seconds':>9} {'peak RSS GiB':>13}")
+    head = f"{'part':<10} {'threads':>7} {'seconds':>9} {'cpu s':>8} {'peak RSS GiB':>13}"
+    print(f"{head} {'load':>5}")
     for row in rows:
         print(
             f"{row['part']:<10} {row['threads']:>7} {row['seconds']:>9.1f} "
-            f"{row['peak_rss_gib']:>13.2f}"
+            f"{row['cpu_seconds']:>8.1f} {row['peak_rss_gib']:>13.2f} {row['load_avg_1min']:>5.1f}"
         )
     if args.json:
         audit = [r for r in rows if r["part"] == "audit"]
@@ -124,7 +133,8 @@ def main() -> None:
         summary = {
             "n": args.n, "layers": args.layers, "d": args.d, "rows": rows,
             "seconds": best["seconds"] if best else None,
-            "peak_rss_gib": best["peak_rss_gib"] if best else None,
+            "cpu_seconds": best["cpu_seconds"] if best else None,
+            "peak_rss_gib": max(r["peak_rss_gib"] for r in audit) if audit else None,
         }  # fmt: skip
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2)

@@ -7,12 +7,18 @@ public single-purpose functions) on random data, to floating-point tolerance.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from skindeep.geometry import (
+    _spectral,
     consecutive_angles,
+    cpca_direction,
+    cpca_subspace,
     labelled_layer_statistics,
     layer_statistics,
+    map_layers,
     principal_angles,
     safety_subspace,
 )
@@ -62,3 +68,44 @@ def test_consecutive_angles_match_scipy() -> None:
         np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got, principal_angles(u, v), rtol=1e-9, atol=1e-12)
     assert np.degrees(angles[0]).min() < 45 and np.degrees(angles[2]).min() > 45
+
+
+def test_two_layer_workers_give_the_serial_results() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((40, 4, 16)).astype(np.float32)
+    aligned = base + 0.3 * rng.standard_normal((40, 4, 16)).astype(np.float32)
+    harmful = np.arange(40) < 20
+    aligned[harmful] += 0.5
+    config = AuditConfig(n_perm=49)
+    with threadpool_limits(limits=1):
+        serial = pair_geometry(aligned, base, harmful, config)
+    with threadpool_limits(limits=2):
+        assert map_layers(lambda i: i * i, 5) == [0, 1, 4, 9, 16]
+        parallel = pair_geometry(aligned, base, harmful, config)
+    for variant in ("code", "paper"):
+        np.testing.assert_array_equal(parallel.gfs[variant].d, serial.gfs[variant].d)
+        np.testing.assert_array_equal(
+            parallel.gfs[variant].directions, serial.gfs[variant].directions
+        )
+    np.testing.assert_array_equal(parallel.cka, serial.cka)
+    np.testing.assert_array_equal(parallel.stats.mmd_p, serial.stats.mmd_p)
+    assert parallel.subspace.ks.tolist() == serial.subspace.ks.tolist()
+
+
+@pytest.mark.parametrize(("alpha", "seed"), [(0.0, 0), (1.0, 1), (100.0, 2), (1000.0, 3)])
+def test_davidson_cpca_matches_the_exact_solver(
+    monkeypatch: pytest.MonkeyPatch, alpha: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    n, d = 40, 150  # d > 2n: a common null space, so the top eigenvalue stays positive
+    scales = 1.0 / np.arange(1, 21)
+    b = (rng.standard_normal((n, 20)) * scales) @ rng.standard_normal((20, d))
+    b += 0.01 * rng.standard_normal((n, d))
+    a = b + 0.3 * rng.standard_normal((n, 3)) @ rng.standard_normal((3, d))
+    exact = cpca_subspace(a, b, alpha, 1)
+    found = _spectral.contrast_top_vector(a, b, alpha)
+    assert found is not None and exact.eigenvalues[0] > 0
+    assert found[0] == pytest.approx(exact.eigenvalues[0], rel=1e-10)
+    np.testing.assert_allclose(np.abs(found[1] @ exact.basis[:, 0]), 1.0, atol=1e-12)
+    monkeypatch.setattr(_spectral, "GRAM_MIN_SIZE", 8)
+    np.testing.assert_allclose(cpca_direction(a, b, alpha), exact.basis[:, 0], atol=1e-9)

@@ -6,6 +6,7 @@ models or files. Subspace bases are [d, k] with orthonormal columns.
 """
 
 from skindeep.geometry._checks import BoolArray, FloatArray
+from skindeep.geometry._parallel import map_layers
 from skindeep.geometry._probe import stratified_split
 from skindeep.geometry.directions import (
     CPCA_ALPHAS,
@@ -91,6 +92,7 @@ __all__ = [
     "layer_statistics",
     "layer_weights",
     "linear_cka",
+    "map_layers",
     "mmd2_unbiased",
     "mmd_test",
     "modification_variants",

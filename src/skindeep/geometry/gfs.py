@@ -15,6 +15,7 @@ from skindeep.geometry._checks import (
     check_binary_labels,
     check_same_shape,
 )
+from skindeep.geometry._parallel import map_layers
 from skindeep.geometry.directions import (
     abs_cosine,
     arditi_direction,
@@ -104,23 +105,20 @@ def geometric_fragility(
     if variant == "paper" and (not np.isfinite(alpha) or alpha < 0):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
 
-    energies = np.empty(n_layers)
-    for layer in range(n_layers):  # one layer in float64 at a time
-        energies[layer] = centered_energy(
+    def energy(layer: int) -> float:  # one layer in float64 at a time
+        return centered_energy(
             np.asarray(aligned[:, layer, :], dtype=np.float64) - base[:, layer, :]
         )
-    empty = no_energy_layers(energies)
 
-    directions = np.full((n_layers, aligned.shape[2]), np.nan)
-    arditi = np.empty_like(directions)
-    d = np.zeros(n_layers)
-    c = np.full(n_layers, np.nan)
-    for layer in range(n_layers):
+    empty = no_energy_layers(map_layers(energy, n_layers))
+
+    def one_layer(layer: int) -> tuple[FloatArray, FloatArray | None, float]:
+        """Arditi direction, difference direction (None if empty) and |d| of one layer."""
         a_l = np.asarray(aligned[:, layer, :], dtype=np.float64)
         b_l = np.asarray(base[:, layer, :], dtype=np.float64)
-        arditi[layer] = arditi_direction(a_l[harmful], a_l[~harmful])
+        a_dir = arditi_direction(a_l[harmful], a_l[~harmful])
         if empty[layer]:
-            continue
+            return a_dir, None, 0.0
         if variant == "code":
             diff = a_l - b_l
             v = pca_direction(diff)
@@ -128,9 +126,17 @@ def geometric_fragility(
         else:
             v = cpca_direction(a_l, b_l, alpha)
             proj = a_l @ v
-        directions[layer] = v
-        d[layer] = abs(cohens_d(proj[harmful], proj[~harmful]))
-        c[layer] = abs_cosine(v, arditi[layer])
+        return a_dir, v, abs(cohens_d(proj[harmful], proj[~harmful]))
+
+    directions = np.full((n_layers, aligned.shape[2]), np.nan)
+    arditi = np.empty_like(directions)
+    d = np.zeros(n_layers)
+    c = np.full(n_layers, np.nan)
+    for layer, (a_dir, v, d_l) in enumerate(map_layers(one_layer, n_layers)):
+        arditi[layer] = a_dir
+        if v is not None:
+            directions[layer], d[layer] = v, d_l
+            c[layer] = abs_cosine(v, a_dir)
 
     w = layer_weights(n_layers, variant)
     contribution = np.zeros(n_layers)

@@ -22,6 +22,7 @@ from skindeep.geometry._checks import (
     check_min_rows,
     check_same_features,
 )
+from skindeep.geometry._parallel import map_layers
 from skindeep.geometry._probe import fit_score, stratified_split
 
 PermanovaDistance = Literal["euclidean", "sqeuclidean"]
@@ -339,8 +340,7 @@ def labelled_layer_statistics(
     train, test = stratified_split(labels, test_size, seed)
     keep = order if np.any(order != np.arange(order.size)) else None
 
-    out = {key: np.empty(n_layers) for key in ("f", "pf", "mmd", "pm", "gamma", "acc")}
-    for layer in range(n_layers):
+    def one_layer(layer: int) -> tuple[float, ...]:
         z = layer_rows(layer)
         if keep is not None:
             z = z[keep]
@@ -348,10 +348,11 @@ def labelled_layer_statistics(
         perma = _permanova_core(sq, codes, n_perm, seed, permanova_distance)
         mmd = _mmd_core(sq, m, None, n_perm, seed)
         del sq
-        out["f"][layer], out["pf"][layer] = perma.pseudo_f, perma.p_value
-        out["mmd"][layer], out["pm"][layer], out["gamma"][layer] = mmd.mmd2, mmd.p_value, mmd.gamma
-        out["acc"][layer] = fit_score(z[train], labels[train], z[test], labels[test])
-        del z
+        acc = fit_score(z[train], labels[train], z[test], labels[test])
+        return perma.pseudo_f, perma.p_value, mmd.mmd2, mmd.p_value, mmd.gamma, acc
+
+    columns = np.array(map_layers(one_layer, n_layers), dtype=np.float64).reshape(n_layers, 6)
+    out = dict(zip(("f", "pf", "mmd", "pm", "gamma", "acc"), columns.T, strict=True))
 
     bh_f = benjamini_hochberg(out["pf"], q)
     bh_m = benjamini_hochberg(out["pm"], q)

@@ -23,6 +23,7 @@ from skindeep.geometry._checks import (
     check_min_rows,
     check_same_shape,
 )
+from skindeep.geometry._parallel import map_layers
 from skindeep.geometry._spectral import centered_spectrum
 from skindeep.geometry.directions import _pca_from_spectrum
 
@@ -181,8 +182,8 @@ def _per_layer(
     layer: Callable[[int], FloatArray], n_layers: int, k: int | None, eps: float
 ) -> SafetySubspace:
     """Energies of every layer first (for the empty mask), then one subspace per layer."""
-    empty = no_energy_layers([centered_energy(layer(i)) for i in range(n_layers)])
-    layers = tuple(layer_subspace(layer(i), k, eps, bool(empty[i])) for i in range(n_layers))
+    empty = no_energy_layers(map_layers(lambda i: centered_energy(layer(i)), n_layers))
+    layers = tuple(map_layers(lambda i: layer_subspace(layer(i), k, eps, bool(empty[i])), n_layers))
     return SafetySubspace(layers=layers, eps=eps, fixed_k=k)
 
 

@@ -24,6 +24,7 @@ from skindeep.geometry import (
     geometric_fragility,
     labelled_layer_statistics,
     linear_cka,
+    map_layers,
     pair_subspace,
     select_cpca_alpha,
     stratified_split,
@@ -236,7 +237,7 @@ def pair_geometry(
         "paper": geometric_fragility(aligned, base, harmful, "paper", alpha=alpha),
     }
     relative_change = np.array([_relative_change(aligned[:, i], base[:, i]) for i in layer_range])
-    cka = np.array([linear_cka(aligned[:, i], base[:, i]) for i in layer_range])
+    cka = np.array(map_layers(lambda i: linear_cka(aligned[:, i], base[:, i]), n_layers))
     stats = _layer_tests(aligned, base, harmful, config)
     arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
     return PairGeometry(
