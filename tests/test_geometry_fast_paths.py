@@ -16,9 +16,11 @@ from skindeep.geometry import (
     consecutive_angles,
     cpca_direction,
     cpca_subspace,
+    geometric_fragility,
     labelled_layer_statistics,
     layer_statistics,
     map_layers,
+    pair_subspace,
     principal_angles,
     safety_subspace,
 )
@@ -109,3 +111,25 @@ def test_davidson_cpca_matches_the_exact_solver(
     np.testing.assert_allclose(np.abs(found[1] @ exact.basis[:, 0]), 1.0, atol=1e-12)
     monkeypatch.setattr(_spectral, "GRAM_MIN_SIZE", 8)
     np.testing.assert_allclose(cpca_direction(a, b, alpha), exact.basis[:, 0], atol=1e-9)
+
+
+@pytest.mark.parametrize("gram_min", [1024, 8])  # the exact SVD, then the Gram route
+def test_gfs_reusing_the_pair_subspace_equals_the_standalone_gfs(
+    monkeypatch: pytest.MonkeyPatch, gram_min: int
+) -> None:
+    monkeypatch.setattr(_spectral, "GRAM_MIN_SIZE", gram_min)
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((50, 3, 30))
+    aligned = base.copy()
+    aligned[:, 1:] += 0.3 * rng.standard_normal((50, 2, 30))  # layer 0 untouched: empty
+    harmful = np.arange(50) < 25
+    aligned[harmful, 1:] += 0.4
+    sub = pair_subspace(aligned, base, k=3)
+    for variant in ("code", "paper"):
+        ref = geometric_fragility(aligned, base, harmful, variant)
+        got = geometric_fragility(aligned, base, harmful, variant, subspace=sub)
+        assert got.empty.tolist() == ref.empty.tolist() == [True, False, False]
+        np.testing.assert_allclose(got.d, ref.d, rtol=1e-10)
+        np.testing.assert_allclose(got.c[1:], ref.c[1:], rtol=1e-10)
+        np.testing.assert_allclose(got.directions[1:], ref.directions[1:], atol=1e-10)
+        assert got.gfs == pytest.approx(ref.gfs, rel=1e-10)

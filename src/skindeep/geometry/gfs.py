@@ -23,7 +23,7 @@ from skindeep.geometry.directions import (
     cpca_direction,
     pca_direction,
 )
-from skindeep.geometry.subspace import centered_energy, no_energy_layers
+from skindeep.geometry.subspace import SafetySubspace, centered_energy, no_energy_layers
 
 Variant = Literal["code", "paper"]
 VARIANTS: tuple[str, ...] = ("code", "paper")
@@ -84,6 +84,7 @@ def geometric_fragility(
     is_harmful: ArrayLike,
     variant: Variant = "code",
     alpha: float = 100.0,
+    subspace: SafetySubspace | None = None,
 ) -> GFSResult:
     """GFS of an aligned/base pair from paired hidden states h_* [n, L, d] at the same prompts.
 
@@ -94,6 +95,10 @@ def geometric_fragility(
 
     Layers where the centered D_l has no energy (both covariances equal, so neither variant has a
     direction) get v_l = NaN, c_l = NaN, d_l = 0 and contribute exactly 0.
+
+    `subspace`: the `pair_subspace` of the same arrays, when the caller has it: its empty-layer
+    mask and (code variant) its first direction, which is PC1 of D_l, are then reused instead of
+    recomputed (the same numbers, to rounding).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -110,7 +115,12 @@ def geometric_fragility(
             np.asarray(aligned[:, layer, :], dtype=np.float64) - base[:, layer, :]
         )
 
-    empty = no_energy_layers(map_layers(energy, n_layers))
+    if subspace is not None:
+        if len(subspace.layers) != n_layers or subspace.bases[0].shape[0] != aligned.shape[2]:
+            raise ValueError("subspace must come from pair_subspace of the same [n, L, d] arrays")
+        empty = subspace.empty
+    else:
+        empty = no_energy_layers(map_layers(energy, n_layers))
 
     def one_layer(layer: int) -> tuple[FloatArray, FloatArray | None, float]:
         """Arditi direction, difference direction (None if empty) and |d| of one layer."""
@@ -121,7 +131,7 @@ def geometric_fragility(
             return a_dir, None, 0.0
         if variant == "code":
             diff = a_l - b_l
-            v = pca_direction(diff)
+            v = pca_direction(diff) if subspace is None else subspace.layers[layer].basis[:, 0]
             proj = diff @ v
         else:
             v = cpca_direction(a_l, b_l, alpha)

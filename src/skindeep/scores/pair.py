@@ -233,8 +233,8 @@ def pair_geometry(
     )
     alpha = choice.alpha if choice is not None else config.alpha
     gfs = {
-        "code": geometric_fragility(aligned, base, harmful, "code"),
-        "paper": geometric_fragility(aligned, base, harmful, "paper", alpha=alpha),
+        "code": geometric_fragility(aligned, base, harmful, "code", subspace=subspace),
+        "paper": geometric_fragility(aligned, base, harmful, "paper", alpha, subspace=subspace),
     }
     relative_change = np.array([_relative_change(aligned[:, i], base[:, i]) for i in layer_range])
     cka = np.array(map_layers(lambda i: linear_cka(aligned[:, i], base[:, i]), n_layers))

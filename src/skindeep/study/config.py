@@ -162,6 +162,4 @@ class StudyConfig(BaseModel):
 
 def load_study_config(source: str | Path) -> StudyConfig:
     """A packaged study ('demo', 'study', 'micro') or a TOML/YAML file, validated."""
-    return read_config(
-        source, StudyConfig, "study config", "study/configs", PACKAGED_STUDIES
-    )
+    return read_config(source, StudyConfig, "study config", "study/configs", PACKAGED_STUDIES)
