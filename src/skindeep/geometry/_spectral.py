@@ -36,10 +36,9 @@ def _top_eigh(gram: FloatArray, k: int) -> tuple[FloatArray, FloatArray]:
     size = gram.shape[0]
     if k <= _LANCZOS_MAX_SHARE * size:
         evals, evecs = eigsh(gram, k=k, which="LA", tol=0.0, v0=np.ones(size))
-    else:  # only the k eigenvectors wanted are back-transformed (MRRR)
-        evals, evecs = scipy.linalg.eigh(
-            gram, subset_by_index=[size - k, size - 1], driver="evr", check_finite=False
-        )
+    else:
+        evals, evecs = np.linalg.eigh(gram)
+        evals, evecs = evals[-k:], evecs[:, -k:]
     order = np.argsort(evals)[::-1]
     return evals[order], evecs[:, order]
 
