@@ -17,6 +17,7 @@ from skindeep.report.build import ReportError, build_document, detect, render
 from skindeep.report.document import fmt
 from skindeep.report.study_figures import sweep_matrix, theil_sen_band
 from skindeep.report.verdict import verdict
+from skindeep.study.result import SettingStats
 
 
 def _self_contained(html: str) -> None:
@@ -131,6 +132,17 @@ def test_verdict_states_the_result_whatever_it_is() -> None:
     p = result.stats[0].model_copy(update={"p_holm": 0.2, "p_perm": 0.04})
     chance = verdict(result.model_copy(update={"stats": [p, *result.stats[1:]]}))
     assert "does not rank" in chance.headline
+    k = sum(1 for r in result.stats if r.kind == "predictor" and r.target == "auc")
+    assert f"once corrected for testing {k} predictors" in chance.headline  # p_perm < 0.05
+    twins = result.stats[0].model_copy(
+        update={"by_setting": SettingStats(n_settings=6, rho=-0.4, ci=(-0.8, 0.1), p_perm=0.06)}
+    )
+    paired = verdict(result.model_copy(update={"stats": [twins, *result.stats[1:]]}))
+    assert any(
+        "replicate 6 settings" in d and "rho = -0.40, 95% CI [-0.80, +0.10]" in d
+        for d in paired.details
+    )
+    assert not any("settings" in d for d in weak.details)
     assert "tentative" in verdict(fx.study(n=5)).details[-2]
 
 

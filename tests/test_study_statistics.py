@@ -300,3 +300,42 @@ def test_analyse_names_holm_and_no_nan() -> None:
     )
     with pytest.raises(ValueError, match="predictor 'good'"):
         analyse({"good": y[:-1]}, y, {}, {}, None)
+
+
+def test_by_setting_averages_replicates_then_matches_scipy() -> None:
+    # 8 settings x 2 replicates (training seeds): the setting-level rho, BCa CI and permutation
+    # p are those of the 8 setting means, computed here with scipy directly.
+    rng = np.random.default_rng(21)
+    truth = rng.normal(size=8)
+    x = np.repeat(truth, 2) + 0.3 * rng.normal(size=16)
+    y = -np.repeat(truth, 2) + 0.5 * rng.normal(size=16)
+    settings = np.repeat([f"s{i}" for i in range(8)], 2)
+    order = rng.permutation(16)  # replicates need not be adjacent
+    x, y, settings = x[order], y[order], settings[order]
+    groups = {"recipe": np.tile(list("ab"), 8), "setting": settings}
+    res = analyse({"p": x}, y, {}, groups, None, n_resamples=999, n_permutations=999, seed=4)
+    level = res.predictors["p"].by_setting
+    xm = np.array([x[settings == s].mean() for s in dict.fromkeys(settings)])
+    ym = np.array([y[settings == s].mean() for s in dict.fromkeys(settings)])
+    assert level.n_settings == 8
+    assert level.rho == pytest.approx(stats.spearmanr(xm, ym).statistic)
+    got = bootstrap_ci(xm, ym, n_resamples=999, seed=4)  # scipy's BCa (tested above)
+    assert level.ci.as_list() == pytest.approx(got.as_list())
+    assert level.p_perm == permutation_p(xm, ym, n_permutations=999, seed=4)
+    # fewer independent points than models: the setting-level interval is the wider one
+    full = res.predictors["p"].ci.as_list()
+    assert level.ci.high - level.ci.low > full[1] - full[0]
+    rec = res.predictors["p"].to_json()["by_setting"]
+    assert rec["n_settings"] == 8 and rec["rho"] == pytest.approx(level.rho)
+
+
+def test_by_setting_is_undefined_without_replicates() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=6), rng.normal(size=6)
+    groups = {"setting": np.array(list("abcdef"))}
+    res = analyse({"p": x}, y, {}, groups, None, n_resamples=99, n_permutations=99)
+    rec = res.predictors["p"].to_json()
+    assert rec["by_setting"] is None
+    assert "own setting" in rec["undefined"]["by_setting"]
+    assert analyse({"p": x}, y, {}, {}, None, n_resamples=99,
+                   n_permutations=99).predictors["p"].to_json()["by_setting"] is None  # fmt: skip

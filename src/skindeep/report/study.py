@@ -67,6 +67,8 @@ def headline_section(result: StudyResult) -> Section:
         if r["predictor"] == s.primary_predictor or r["kind"] == "baseline"
     ]
     cols = ("predictor", "kind", "n", "rho", "ci_low", "ci_high", "p_perm", "p_holm")
+    if any(r["settings"] is not None for r in rows):
+        cols += ("settings", "rho_setting", "ci_setting", "p_setting")
     nc = result.noise_ceiling.get(s.primary_target)
     if nc is not None:
         rows.append(

@@ -37,6 +37,10 @@ def stats_rows(result: StudyResult, target: str) -> list[dict[str, Any]]:
             "loo_recipe": list(r.loo_recipe) if r.loo_recipe else None,
             "loo_arch": list(r.loo_arch) if r.loo_arch else None,
         }
+        b = r.by_setting  # replicates of one setting (seeds of one design) counted once
+        row |= {"settings": b.n_settings if b else None, "rho_setting": b.rho if b else None,
+                "ci_setting": list(b.ci) if b and b.ci else None,
+                "p_setting": b.p_perm if b else None}  # fmt: skip
         row |= {f"partial|{b}": r.partial.get(b) for b in partial_names}
         rows.append(row)
     return rows

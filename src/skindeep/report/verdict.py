@@ -65,12 +65,28 @@ def verdict(result: StudyResult) -> Verdict:
             f"rho = {row.rho:+.2f}{_ci(row)}{p_text}; a higher {pred} goes with a {sign} "
             f"{target}."
         )
+    elif row.p_perm is not None and row.p_perm < LEVEL and row.p_holm is not None:
+        family = [r for r in result.stats if r.kind == "predictor" and r.target == target]
+        k = sum(1 for r in family if r.p_perm is not None)
+        head = (
+            f"{pred} does not rank the {row.n_models} models by {target} beyond chance once "
+            f"corrected for testing {k} predictor{'s' * (k != 1)}: "
+            f"rho = {row.rho:+.2f}{_ci(row)}{p_text}."
+        )
     else:
         head = (
             f"{pred} does not rank the {row.n_models} models by {target} beyond chance: "
             f"rho = {row.rho:+.2f}{_ci(row)}{p_text}."
         )
     details = []
+    if row.by_setting is not None and row.by_setting.rho is not None:
+        b = row.by_setting
+        ci = f", 95% CI [{b.ci[0]:+.2f}, {b.ci[1]:+.2f}]" if b.ci else ""
+        p = f", permutation p = {b.p_perm:.3g}" if b.p_perm is not None else ""
+        details.append(
+            f"The {row.n_models} models replicate {b.n_settings} settings (other training or "
+            f"build seeds of one design); counting each setting once, rho = {b.rho:+.2f}{ci}{p}."
+        )
     base = baselines(result, target)
     if base:
         best = max(base, key=lambda r: abs(r.rho or 0.0))

@@ -26,10 +26,11 @@ from skindeep.study.result import (
     OutOfSample,
     PredictorStats,
     RefusalCurve,
+    SettingStats,
     SummaryValue,
     SweepRow,
 )
-from skindeep.study.statistics import analyse
+from skindeep.study.statistics import SettingLevel, analyse
 
 
 def _finite(x: Any) -> float | None:
@@ -89,7 +90,7 @@ def model_entry(job: ModelJob, record: dict | None) -> ModelEntry:
     common = dict(
         name=job.name, recipe=job.recipe, scope=job.scope, architecture=job.architecture,
         size=job.size, build_seed=job.build_seed, aligned=job.aligned, base=job.base,
-        meets_behaviour=job.meets_behaviour,
+        meets_behaviour=job.meets_behaviour, setting=job.setting,
     )  # fmt: skip
     if record is None:
         return ModelEntry(**common, excluded=job.miss_reason or "not run")
@@ -130,6 +131,14 @@ def _value(x: Any) -> Any:
     return x
 
 
+def _setting_stats(level: SettingLevel | Undefined) -> SettingStats | None:
+    """The setting-level statistics for study.json (None when no setting repeats)."""
+    if isinstance(level, Undefined):
+        return None
+    return SettingStats(n_settings=level.n_settings, rho=_value(level.rho),
+                        ci=_value(level.ci), p_perm=_value(level.p_perm))  # fmt: skip
+
+
 def _stats_rows(
     models: list[ModelEntry], target: str, config: StudyConfig
 ) -> tuple[list[PredictorStats], list[OutOfSample]]:
@@ -148,7 +157,8 @@ def _stats_rows(
         bl = {b: v for b, v in bl.items() if all(x is not None for x in v)}
         res = analyse(
             {name: [values[i] for i in keep]}, [y[i] for i in keep], bl,
-            {"recipe": [m.recipe for m in sub], "architecture": [m.architecture for m in sub]},
+            {"recipe": [m.recipe for m in sub], "architecture": [m.architecture for m in sub],
+             "setting": [m.setting or m.name for m in sub]},
             None, n_resamples=config.stats.n_resamples,
             n_permutations=config.stats.n_permutations, seed=config.stats.seed,
         )  # fmt: skip
@@ -164,6 +174,7 @@ def _stats_rows(
                     rho=_value(r.rho), ci=_value(r.ci), p_perm=_value(r.p_perm),
                     loo=_value(r.loo), loo_recipe=_value(r.loo_recipe), loo_arch=_value(r.loo_arch),
                     partial={k: _value(v) for k, v in r.partial.items()}, p_holm=_value(p),
+                    by_setting=_setting_stats(r.by_setting),
                 )
             )  # fmt: skip
             if not isinstance(r.out_of_sample, Undefined):

@@ -51,6 +51,8 @@ class ModelJob:
     build_seed: int | None
     meets_behaviour: bool
     miss_reason: str | None = None
+    setting: str | None = None
+    """Replicates of one design (same zoo, base and recipe, other seeds) share it."""
 
 
 def _fingerprint(source: str) -> str:

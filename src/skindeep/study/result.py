@@ -77,6 +77,9 @@ class ModelEntry(BaseModel):
     """Parameter count of the aligned model."""
     build_seed: int | None = None
     """Seed the organism was built with (None for real checkpoints)."""
+    setting: str | None = None
+    """The design this model replicates (zoo, base and recipe; other training or build seeds
+    share it): the statistics average replicates per setting in `by_setting`."""
     aligned: str = ""
     """Path or hub id of the aligned checkpoint."""
     base: str = ""
@@ -95,6 +98,21 @@ class ModelEntry(BaseModel):
     """The refusal-vs-steps curve of every fine-tuning seed."""
     seconds: dict[str, float] = Field(default_factory=dict)
     """Wall seconds each pipeline step took when it was computed (read back from its cache)."""
+
+
+class SettingStats(BaseModel):
+    """rho over setting means: each setting's replicates (seeds of one design) averaged first."""
+
+    model_config = _CONFIG
+
+    n_settings: int
+    """Distinct settings among the models (the independent sample size)."""
+    rho: float | None
+    """Spearman rho over the setting means."""
+    ci: tuple[float, float] | None = None
+    """BCa bootstrap 95% interval of rho over settings [low, high]."""
+    p_perm: float | None = None
+    """Two-sided permutation p-value over settings (not Holm-adjusted)."""
 
 
 class PredictorStats(BaseModel):
@@ -126,6 +144,8 @@ class PredictorStats(BaseModel):
     """Partial Spearman rho controlling for each baseline, by baseline name."""
     p_holm: float | None = None
     """Holm-corrected permutation p-value across the predictors of this target."""
+    by_setting: SettingStats | None = None
+    """The same over setting means, when some models replicate a setting (None otherwise)."""
 
 
 class NoiseCeiling(BaseModel):

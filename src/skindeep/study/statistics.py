@@ -4,8 +4,10 @@
 over fine-tuning seeds), the baselines, group labels (recipe, architecture) and the per-seed
 target matrix, and returns a typed result per predictor whose `to_json()` uses the names of
 `study.json`: rho, ci [low, high], p_perm, loo [min, max], loo_recipe, loo_arch, partial
-{baseline: rho}, p_holm, noise_ceiling. Pure numpy/scipy; undefined values are `Undefined`
-(None plus a reason in JSON), never NaN.
+{baseline: rho}, p_holm, noise_ceiling, and `by_setting` (the same rho, CI and p over the means
+of each setting's replicates, when models repeat one setting at other seeds: replicates are not
+independent models, so this is the honest sample size). Pure numpy/scipy; undefined values
+are `Undefined` (None plus a reason in JSON), never NaN.
 """
 
 from __future__ import annotations
@@ -95,6 +97,63 @@ def rank_error(x: ArrayLike, y: ArrayLike, recipes: ArrayLike) -> RankError | Un
 
 
 @dataclass(frozen=True)
+class SettingLevel:
+    """rho, its CI and permutation p over settings: each setting's replicates averaged first."""
+
+    n_settings: int
+    rho: float | Undefined
+    ci: Interval | Undefined
+    p_perm: float | Undefined
+
+    def to_json(self) -> dict[str, Any]:
+        """{n_settings, rho, ci, p_perm}; Undefined becomes None."""
+        def clean(v: Any) -> Any:
+            if isinstance(v, Undefined):
+                return None
+            return v.as_list() if isinstance(v, Interval) else v
+
+        return {"n_settings": self.n_settings, **{k: clean(getattr(self, k))
+                                                   for k in ("rho", "ci", "p_perm")}}  # fmt: skip
+
+
+def setting_means(
+    x: ArrayLike, y: ArrayLike, settings: ArrayLike
+) -> tuple[FloatArray, FloatArray, np.ndarray]:
+    """Mean x and y per setting label, in order of first appearance: ([g], [g], labels [g]).
+
+    >>> setting_means([1.0, 3.0, 5.0], [2.0, 4.0, 6.0], ["a", "a", "b"])
+    (array([2., 5.]), array([3., 6.]), array(['a', 'b'], dtype='<U1'))
+    """
+    xv, yv, lab = np.asarray(x, float), np.asarray(y, float), np.asarray(settings)
+    _, first, inverse = np.unique(lab, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # unique labels sorted by first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    idx = rank[inverse.ravel()]
+    counts = np.bincount(idx)
+    xm = np.bincount(idx, weights=xv) / counts
+    ym = np.bincount(idx, weights=yv) / counts
+    return xm, ym, lab[first[order]]
+
+
+def by_setting(
+    x: FloatArray, y: FloatArray, settings: np.ndarray, opts: Mapping[str, int | float]
+) -> SettingLevel | Undefined:
+    """The statistics over setting means, or Undefined when no setting has two replicates."""
+    xm, ym, labels = setting_means(x, y, settings)
+    if labels.size == x.shape[0]:
+        return Undefined("every model is its own setting (no replicates to average)")
+    seed = int(opts["seed"])
+    return SettingLevel(
+        n_settings=int(labels.size),
+        rho=spearman(xm, ym),
+        ci=bootstrap_ci(xm, ym, confidence=float(opts["confidence"]),
+                        n_resamples=int(opts["n_resamples"]), seed=seed),
+        p_perm=permutation_p(xm, ym, n_permutations=int(opts["n_permutations"]), seed=seed),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class PredictorResult:
     """Every statistic of one predictor against the target, over n_models models."""
 
@@ -121,6 +180,8 @@ class PredictorResult:
     """Leave-one-recipe-out pairwise rank error (see `rank_error`)."""
     rank_error_vs_baselines: dict[str, float | Undefined] = field(default_factory=dict)
     """This predictor's pooled rank error minus each baseline's (negative: predictor better)."""
+    by_setting: SettingLevel | Undefined = field(default_factory=lambda: Undefined("no settings"))
+    """rho, CI and p over setting means (groups['setting']): replicates counted once."""
 
     def to_json(self) -> dict[str, Any]:
         """The `study.json` record: Undefined becomes None, its reason goes to `undefined`."""
@@ -132,6 +193,8 @@ class PredictorResult:
                 return None
             if isinstance(value, Interval):
                 return value.as_list()
+            if isinstance(value, SettingLevel):
+                return value.to_json()
             if isinstance(value, RankError):
                 per = {k: clean(f"{key}.{k}", v) for k, v in value.per_recipe.items()}
                 return {"error": value.error, "per_recipe": per, "signs": value.signs}
@@ -152,6 +215,7 @@ class PredictorResult:
             "noise_ceiling",
             "out_of_sample",
             "rank_error_vs_baselines",
+            "by_setting",
         )
         record = {k: clean(k, getattr(self, k)) for k in names}
         record["undefined"] = reasons
@@ -204,7 +268,9 @@ def _one(
         p_holm=Undefined("not adjusted yet"),
         noise_ceiling=ceiling,
         out_of_sample=oos,
-    )
+        by_setting=(by_setting(x, y, groups["setting"], opts) if "setting" in groups
+                    else Undefined("no 'setting' labels given")),
+    )  # fmt: skip
 
 
 def _family(
@@ -255,7 +321,8 @@ def analyse(
     """All statistics for each predictor[n] against target[n] over n models.
 
     baselines: name -> [n] (partial correlations and rank-error comparisons); groups: label
-    arrays [n] under "recipe" and "architecture" (leave-one-group-out, out-of-sample);
+    arrays [n] under "recipe" and "architecture" (leave-one-group-out, out-of-sample) and
+    optionally "setting" (replicates of one design, e.g. training seeds: `by_setting`);
     seeds_matrix: the target per model and fine-tuning seed [n, n_seeds] (noise ceiling), or
     None. Seeded: the same inputs and seed give identical results.
 
