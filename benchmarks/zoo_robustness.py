@@ -158,6 +158,8 @@ def main() -> None:
         if args.json:  # written after every zoo, so an interrupted sweep keeps its rows
             with open(args.json, "w") as fh:
                 json.dump(rows, fh, indent=2)
+    # an organism in both sweeps (same folder) is one build: count it once
+    rows = list({r["path"]: r for r in rows}.values())
     print(
         f"{'organism':24s} {'recipe':16s} {'arch':7s} {'seed':>4s} "
         f"{'harmful':>8s} {'harmless':>8s} meets"
