@@ -133,3 +133,26 @@ def test_gfs_reusing_the_pair_subspace_equals_the_standalone_gfs(
         np.testing.assert_allclose(got.c[1:], ref.c[1:], rtol=1e-10)
         np.testing.assert_allclose(got.directions[1:], ref.directions[1:], atol=1e-10)
         assert got.gfs == pytest.approx(ref.gfs, rel=1e-10)
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_gram_route_picks_either_eigensolver_and_matches_the_svd(
+    monkeypatch: pytest.MonkeyPatch, wide: bool
+) -> None:
+    monkeypatch.setattr(_spectral, "GRAM_MIN_SIZE", 8)
+    rng = np.random.default_rng(6)
+    n, d = 60, 90
+    signal = rng.standard_normal((n, 2)) @ rng.standard_normal((2, d))
+    D = rng.standard_normal((n, d)) + (0.0 if wide else 30.0) * signal  # noise: a wide spectrum
+    xc = D - D.mean(axis=0)
+    assert _spectral._many_vectors(xc @ xc.T, None, 0.05) is wide
+    _, s_ref, vt_ref = np.linalg.svd(xc, full_matrices=False)
+    sub = safety_subspace(D, eps=0.05).layers[0]
+    k_ref = int(np.searchsorted(np.cumsum(s_ref**2) / np.sum(s_ref**2), 0.95 * (1 - 1e-12)) + 1)
+    assert sub.k == k_ref and (k_ref > 6) is wide
+    # the Gram route's accuracy: sqrt(machine eps) * s_max absolute (the centering null value)
+    np.testing.assert_allclose(sub.singular_values, s_ref, rtol=0, atol=1e-6 * s_ref[0])
+    overlap = np.abs(np.sum(sub.basis.T * vt_ref[:k_ref], axis=1))
+    np.testing.assert_allclose(overlap[s_ref[:k_ref] > 1.01 * s_ref[1 : k_ref + 1]], 1.0, atol=1e-8)
+    fixed = safety_subspace(D, k=20).layers[0]  # a fixed k beyond the Lanczos share
+    np.testing.assert_allclose(np.abs(fixed.basis.T @ vt_ref[:20].T).diagonal()[:3], 1.0, atol=1e-8)

@@ -57,21 +57,53 @@ class CenteredSpectrum:
     """Its Gram matrix (n x n when n <= d, else d x d); None on the exact-SVD route."""
     vt: FloatArray | None
     """[min(n, d), d] right singular vectors (rows) on the exact-SVD route; None otherwise."""
+    gram_vectors: FloatArray | None = None
+    """All eigenvectors of the Gram matrix (columns, descending) when they were computed with
+    its spectrum; None when `right_vectors` finds the top ones on demand."""
 
     def right_vectors(self, k: int) -> FloatArray:
         """[k, d] the top-k right singular vectors as rows (unit norm, arbitrary signs)."""
         if self.vt is not None:
             return self.vt[:k]
         assert self.gram is not None
-        _, evecs = _top_eigh(self.gram, k)
+        if self.gram_vectors is not None:
+            evecs = self.gram_vectors[:, :k]
+        else:
+            _, evecs = _top_eigh(self.gram, k)
         if self.gram.shape[0] == self.centered.shape[1]:  # d x d Gram: eigenvectors are v_i
             return evecs.T
         rows = evecs.T @ self.centered  # u_i^T X = s_i v_i^T
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def centered_spectrum(x: FloatArray) -> CenteredSpectrum:
-    """Decompose the centered [n, d] float64 matrix once (exact SVD or the Gram route)."""
+def _many_vectors(gram: FloatArray, k: int | None, eps: float | None) -> bool:
+    """Whether more than the Lanczos share of eigenvectors will be wanted (k given, or the
+    eps-energy rank guessed): then one full eigh beats eigvalsh followed by another eigh.
+
+    The guess is a seeded randomized range finder: the energy it captures in m directions is at
+    most the top-m energy (Ky Fan), so "short of 1 - eps" can only err towards the full eigh.
+    Either way the numbers are the same; only the time differs.
+    """
+    size = gram.shape[0]
+    m = int(_LANCZOS_MAX_SHARE * size)
+    if k is not None or eps is None:
+        return k is not None and k > m
+    total = float(np.trace(gram))
+    if m < 1 or total <= 0.0:
+        return m < 1
+    sketch = gram @ (gram @ np.random.default_rng(0).standard_normal((size, m)))
+    q = np.linalg.qr(sketch)[0]
+    return float(np.sum(q * (gram @ q))) < (1.0 - eps) * total
+
+
+def centered_spectrum(
+    x: FloatArray, k: int | None = None, eps: float | None = None
+) -> CenteredSpectrum:
+    """Decompose the centered [n, d] float64 matrix once (exact SVD or the Gram route).
+
+    `k` (the number of right vectors the caller will ask for) or `eps` (its energy rule) only
+    pick the faster LAPACK route for the eigenvectors to come.
+    """
     mean = x.mean(axis=0)
     xc = x - mean
     n, d = xc.shape
@@ -79,6 +111,13 @@ def centered_spectrum(x: FloatArray) -> CenteredSpectrum:
         _, s, vt = np.linalg.svd(xc, full_matrices=False)
         return CenteredSpectrum(mean=mean, singular_values=s, centered=xc, gram=None, vt=vt)
     gram = xc @ xc.T if n <= d else xc.T @ xc
+    if _many_vectors(gram, k, eps):
+        evals, evecs = np.linalg.eigh(gram)
+        s = np.sqrt(np.clip(evals[::-1], 0.0, None))
+        return CenteredSpectrum(
+            mean=mean, singular_values=s, centered=xc, gram=gram, vt=None,
+            gram_vectors=evecs[:, ::-1],
+        )  # fmt: skip
     evals = np.linalg.eigvalsh(gram)[::-1]
     s = np.sqrt(np.clip(evals, 0.0, None))
     return CenteredSpectrum(mean=mean, singular_values=s, centered=xc, gram=gram, vt=None)

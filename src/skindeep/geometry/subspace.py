@@ -118,7 +118,7 @@ def layer_subspace(D_l: FloatArray, k: int | None, eps: float, empty: bool) -> S
     `empty` is the layer's verdict from `no_energy_layers` over all layers of the pair.
     """
     n, d = D_l.shape
-    spec = centered_spectrum(D_l)
+    spec = centered_spectrum(D_l, None if empty else k, None if empty or k is not None else eps)
     s = spec.singular_values
     if empty:
         return Subspace(basis=np.zeros((d, 0)), k=0, singular_values=s, energy=0.0)

@@ -224,7 +224,6 @@ def pair_geometry(
     except ValueError as exc:
         raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
 
-    layer_range = range(n_layers)
     subspace = pair_subspace(aligned, base, k=config.k, eps=config.eps)  # marks empty layers
     choice = (
         _choose_alpha(aligned, base, harmful, config, subspace.empty)
@@ -236,7 +235,9 @@ def pair_geometry(
         "code": geometric_fragility(aligned, base, harmful, "code", subspace=subspace),
         "paper": geometric_fragility(aligned, base, harmful, "paper", alpha, subspace=subspace),
     }
-    relative_change = np.array([_relative_change(aligned[:, i], base[:, i]) for i in layer_range])
+    relative_change = np.array(
+        map_layers(lambda i: _relative_change(aligned[:, i], base[:, i]), n_layers)
+    )
     cka = np.array(map_layers(lambda i: linear_cka(aligned[:, i], base[:, i]), n_layers))
     stats = _layer_tests(aligned, base, harmful, config)
     arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
