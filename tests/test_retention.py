@@ -219,3 +219,18 @@ def test_cli_model_name_resolves_to_the_current_build(monkeypatch, tmp_path) -> 
         (folder / "organism.json").write_text(json.dumps(meta))
     assert resolve_model("org") == str(tmp_path / "organisms" / "org-new")
     assert resolve_model("org/hub-id") == "org/hub-id"
+
+
+def test_cli_says_retention_is_undefined_when_nothing_was_refused(
+    monkeypatch, tmp_path, micro_zoo, capsys
+) -> None:
+    """The micro base model refuses nothing: the CLI says why retention has no value."""
+    monkeypatch.setenv("SKINDEEP_CACHE", str(tmp_path / "cache"))
+    args = ["--model", str(micro_zoo["micro-llama"].path), "--n", "5", "--seeds", "0"]
+    args += ["--steps", "1", "--n-eval", "4", "--max-new-tokens", "4", "--harmless", "none"]
+    assert _cli(monkeypatch, *args, "--out", str(tmp_path / "out")) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "retention is undefined" in said and "no refusal to retain" in said
+    assert "NaN" not in said
+    record = json.loads((tmp_path / "out" / "retention.json").read_text())
+    assert record["before"]["harmful"]["rate"] == 0.0

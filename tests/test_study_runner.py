@@ -82,11 +82,95 @@ def test_study_json_has_every_model_and_figure(micro_study, micro_zoo):
         ("n_prompts", "16"),
         ("fmt", "chat"),
         ("fmt", "raw"),
+        ("last_layer", "raw"),
+        ("last_layer", "normed"),
     } <= settings
     assert all(r.n_models == 3 for r in result.sweep)
     # three models are below the statistics' minimum: every rho is undefined, never NaN
     assert result.stats and all(r.rho is None for r in result.stats)
     assert "could not be correlated" in result.headline
+
+
+def test_dose_step_writes_the_reports_dose_json(micro_study, micro_zoo, tmp_path):
+    """steps.dose: refusal against k of the PCA basis with 3 nulls per k, baseline checked
+    against greedy decoding one prompt at a time and the keyword list; the report draws it."""
+    import torch
+
+    from skindeep.evaluation.phrases import REFUSAL_KEYWORDS
+    from skindeep.models.loading import load_model
+    from skindeep.prompts import resolve_prompt_spec
+    from skindeep.report.build import render
+
+    config, root, _ = micro_study
+    out = tmp_path / "out"
+    result = run_study(config, out, root=root)  # warm: dose.json copied from the step cache
+    d = config.dose
+    for m in result.models:
+        dose = json.loads((out / "models" / m.name / "dose.json").read_text())
+        assert [c["name"] for c in dose["curves"]] == ["pca"]
+        ks = [p["k"] for p in dose["curves"][0]["points"]]
+        assert ks == [1, 2, 4] and dose["options"]["ks"] == ks
+        assert [n["k"] for n in dose["nulls"]] == ks
+        assert all(len(n["draws"]) == 3 for n in dose["nulls"])
+        assert dose["n_harmful"] == d.n_harmful and dose["n_harmless"] == d.n_harmless
+        assert dose["ablation"] == config.ablation_form
+        for pt in [dose["baseline"], *dose["curves"][0]["points"]]:
+            c = pt["counts"]  # degenerate outputs counted apart, never dropped
+            assert c["refused"] + c["complied"] + c["degenerate"] == c["total"] == d.n_harmful
+        # the baseline (nothing ablated), by hand: greedy, one prompt at a time, keyword match
+        lm = load_model(m.aligned)
+        prompts = list(resolve_prompt_spec(config.prompts.eval_harmful, harmful=True))
+        refused = 0
+        for text in prompts[: d.n_harmful]:
+            ids = lm.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True,
+                return_tensors="pt", return_dict=True,
+            )["input_ids"]  # fmt: skip
+            with torch.no_grad():
+                gen = lm.model.generate(ids, max_new_tokens=d.max_new_tokens, do_sample=False,
+                                        pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
+            reply = lm.tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+            reply = reply.replace("\u2019", "'").lower()
+            refused += any(k.lower() in reply for k in REFUSAL_KEYWORDS)
+        counts = dose["baseline"]["counts"]
+        assert counts["refused"] + counts["degenerate"] >= refused >= counts["refused"]
+    html = render(out).html.read_text()
+    assert 'id="dose_response"' in html or "dose_response" in html
+    assert "No models/NAME/dose.json" not in html
+
+
+def test_last_layer_sweep_point_is_gfs_after_the_final_norm(micro_study):
+    """The normed point: GFS of the audit's activations with the last layer passed through
+    the model's own final norm; the raw point is the default (the audit's convention)."""
+    import torch
+
+    from skindeep.activations import ActivationStore
+    from skindeep.models.loading import load_model
+    from skindeep.study.jobs import model_jobs
+    from skindeep.study.pipeline import cached_record
+    from skindeep.study.sweep import default_gfs, store_arrays
+
+    config, root, _ = micro_study
+    job = model_jobs(config)[0]
+    record = cached_record(job, config, root)
+    assert record is not None
+    pts = {(p["setting"], p["value"], p["predictor"]): p["gfs"]
+           for p in record["sweep"]["points"] + record["sweep_last_layer"]["points"]}  # fmt: skip
+    stores = record["audit"]["stores"]
+    h_a, h_b, harmful = store_arrays(ActivationStore(stores["aligned"]),
+                                     ActivationStore(stores["base"]))  # fmt: skip
+    normed = []
+    for h, source in ((h_a, job.aligned), (h_b, job.base)):
+        norm = load_model(source).model.model.norm
+        h = np.array(h, dtype=np.float64)
+        with torch.no_grad():
+            h[:, -1] = norm(torch.tensor(h[:, -1], dtype=torch.float32)).double().numpy()
+        normed.append(h)
+    want = default_gfs(*normed, harmful, config.sweep)
+    for name in ("gfs_code", "gfs_paper"):
+        assert pts[("last_layer", "raw", name)] == pytest.approx(pts[("default", "-", name)])
+        assert pts[("last_layer", "normed", name)] == pytest.approx(want[name], rel=1e-3)
+        assert pts[("last_layer", "normed", name)] != pytest.approx(pts[("default", "-", name)])
 
 
 def test_rerun_reads_every_step_from_the_cache(micro_study, tmp_path, monkeypatch):
@@ -295,7 +379,7 @@ def test_concurrent_pipelines_compute_each_step_once(micro_zoo, tmp_path, monkey
         t.start()
     for t in threads:
         t.join()
-    steps = ["info", "audit", "ablation", "rank", "retention", "sweep"]
+    steps = ["info", "audit", "ablation", "rank", "retention", "sweep", "sweep_last_layer", "dose"]
     assert sorted(calls) == sorted(steps)  # each step once, by one of the two
     assert results[0]["retention"] == results[1]["retention"]
 

@@ -213,6 +213,10 @@ def retention(
     paths = write_outputs(result, out)
     console.print(result_table(result))
     if result.before.harmful.rate == 0:
-        console.print("[yellow]the model refused nothing before fine-tuning: retention is NaN[/]")
+        console.print(
+            "[yellow]retention is undefined: the model refused none of the harmful prompts "
+            "before fine-tuning, so there is no refusal to retain (shown as '-'); read the "
+            "refusal after fine-tuning instead[/]"
+        )
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     console.print(f"cached cells: {result.folder}")

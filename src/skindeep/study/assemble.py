@@ -78,7 +78,7 @@ def _fragility(retention: dict) -> tuple[dict[str, SummaryValue], list[RefusalCu
 
 def _errors(record: dict) -> str | None:
     """The first failed step of a pipeline record, in words."""
-    for step in ("info", "audit", "ablation", "rank", "sweep", "retention"):
+    for step in ("info", "audit", "ablation", "rank", "sweep", "sweep_last_layer", "retention"):
         rec = record.get(step)
         if isinstance(rec, dict) and "error" in rec:
             return f"{step} failed: {rec['error']}"

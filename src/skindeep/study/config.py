@@ -95,6 +95,33 @@ class StepsConfig(BaseModel):
     gaps); raw-format activations are collected for it."""
     retention: bool = True
     """Benign fine-tuning with refusal tracked at checkpoints (the ground truth)."""
+    dose: bool = False
+    """Ablation dose-response (refusal against k directions of a basis, random nulls of the
+    same k) on a few held-out prompts, for the report's dose-response grid (`[dose]`)."""
+
+
+class DoseStepConfig(BaseModel):
+    """The study's small dose-response per model: basis, doses, prompts and generation length.
+
+    Directions are found on the direction prompts; refusal is measured on the first
+    `n_harmful` eval prompts and the KL on the first `n_harmless` audit harmless prompts.
+    """
+
+    model_config = _CONFIG
+
+    directions: tuple[str, ...] = ("pca",)
+    """Bases (`skindeep ablate --directions`): pca (PCA of D_l at the peak layer, the GFS
+    code variant's direction), cpca, svd, svd-did or select (Arditi's, one direction)."""
+    ks: tuple[int, ...] | None = None
+    """Doses (None: 1, 2, 4 capped by what every basis holds)."""
+    n_random: int = Field(3, ge=3)
+    """Random orthonormal null bases per k."""
+    n_harmful: int = Field(16, ge=1)
+    """Held-out harmful prompts refusal is measured on (the first of `eval_harmful`)."""
+    n_harmless: int = Field(16, ge=1)
+    """Held-out harmless prompts the KL is measured on (the first of `audit_harmless`)."""
+    max_new_tokens: int = Field(16, ge=1)
+    """Greedy tokens generated per prompt at each dose."""
 
 
 class StatsConfig(BaseModel):
@@ -137,10 +164,15 @@ class StudyConfig(BaseModel):
     """The fragility summary fixed as the target before the run."""
     primary_predictor: str = "gfs_code"
     """The predictor the headline is about."""
+    dose: DoseStepConfig = Field(default_factory=DoseStepConfig)
+    """The dose-response step's settings (runs when steps.dose is on)."""
     sweep: SweepOptions | None = None
     """Robustness grid, recomputed from the audit's cached activations (None: no sweep)."""
     sweep_formats: bool = True
     """Also collect the other prompt format (raw vs chat) for the sweep: new forward passes."""
+    sweep_last_layer: bool = True
+    """Also collect with the other last-layer convention (raw block output vs after the final
+    norm, as the Skin-Deep code reads it) for the sweep: new forward passes, its own step."""
     stats: StatsConfig = Field(default_factory=StatsConfig)
     """Resampling settings."""
     device: str = "cpu"

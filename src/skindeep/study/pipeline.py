@@ -30,10 +30,13 @@ from skindeep.finetune.tracking import track_refusal
 from skindeep.models.loading import LoadedModel, fingerprint_checkpoint, load_model
 from skindeep.prompts import resolve_prompt_spec, split_prompts
 from skindeep.study.config import StudyConfig
+from skindeep.study.dose_step import dose_settings, run_dose
+from skindeep.study.sweep_steps import run_sweep, run_sweep_last_layer
 
 #: Bump a step's version when its record changes for the same inputs (the others stay cached).
 VERSIONS: dict[str, str] = {
     "info": "1", "audit": "2", "ablation": "1", "retention": "1", "rank": "1", "sweep": "1",
+    "dose": "1", "sweep_last_layer": "1",
 }  # fmt: skip
 
 
@@ -185,40 +188,11 @@ def _rank(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dic
     return {k: float(v) for k, v in got.items()}
 
 
-def _sweep(models: _Models, config: StudyConfig, folder: Path, done: dict) -> dict:
-    """GFS under each free choice, from the audit's cached activations (stats' `sweep_pair`);
-    with `sweep_formats`, the other prompt format is collected (new forward passes)."""
-    from skindeep.activations import ActivationStore
-    from skindeep.scores.audit import collect_pair
-    from skindeep.study.sweep import convention_points, store_arrays, sweep_pair
-
-    audit = done.get("audit") or {}
-    if "stores" not in audit:
-        raise SkindeepError("the sweep needs the audit step (steps.audit = true)")
-    opts = config.sweep
-    assert opts is not None
-    arrays = store_arrays(ActivationStore(audit["stores"]["aligned"]),
-                          ActivationStore(audit["stores"]["base"]))  # fmt: skip
-    points = sweep_pair(*arrays, opts)
-    fmt = config.audit.fmt
-    points += convention_points("fmt", fmt, *arrays, opts)
-    if config.sweep_formats:
-        other = "raw" if fmt == "chat" else "chat"
-        p = config.prompts
-        stores = collect_pair(
-            models.get("aligned"), models.get("base"),
-            resolve_prompt_spec(p.audit_harmful, harmful=True),
-            resolve_prompt_spec(p.audit_harmless, harmful=False),
-            config.audit.model_copy(update={"fmt": other}),
-        )  # fmt: skip
-        points += convention_points("fmt", other, *store_arrays(stores.aligned, stores.base), opts)
-    return {"points": [asdict(pt) for pt in points]}
-
-
 #: Each step: (models, config, its own folder for side files, earlier records) -> its record.
 STEPS: dict[str, Callable[[_Models, StudyConfig, Path, dict], dict]] = {
     "info": _info, "audit": _audit, "ablation": _ablation, "retention": _retention,
-    "rank": _rank, "sweep": _sweep,
+    "rank": _rank, "sweep": run_sweep, "sweep_last_layer": run_sweep_last_layer,
+    "dose": run_dose,
 }  # fmt: skip
 
 
@@ -237,6 +211,11 @@ def _step_settings(name: str, config: StudyConfig) -> Any:
         assert config.sweep is not None
         return [_step_settings("audit", config), config.sweep.model_dump(mode="json"),
                 config.sweep_formats]  # fmt: skip
+    if name == "dose":
+        return dose_settings(config)
+    if name == "sweep_last_layer":
+        assert config.sweep is not None
+        return [_step_settings("audit", config), config.sweep.model_dump(mode="json")]
     if name == "retention":
         t = config.tracking.model_dump(mode="json")
         t.pop("seeds")  # seeds are files inside the step folder: adding one reuses the others
@@ -257,6 +236,10 @@ def enabled_steps(config: StudyConfig) -> list[str]:
                           if getattr(config.steps, s)]  # fmt: skip
     if config.sweep is not None and config.steps.audit:
         enabled.append("sweep")
+        if config.sweep_last_layer:
+            enabled.append("sweep_last_layer")
+    if config.steps.dose:
+        enabled.append("dose")
     return enabled
 
 

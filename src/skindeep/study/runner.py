@@ -121,8 +121,11 @@ def run_study(
     by_name = {j.name: r for j, r in zip(todo, records, strict=True)}
     models = [model_entry(j, by_name.get(j.name)) for j in jobs]
     stats, oos, ceilings = cross_model(models, config)
-    points = {j.name: r["sweep"]["points"] for j, r in zip(todo, records, strict=True)
-              if "points" in (r.get("sweep") or {})}  # fmt: skip
+    points = {
+        j.name: [pt for step in ("sweep", "sweep_last_layer")
+                 for pt in (r.get(step) or {}).get("points", [])]
+        for j, r in zip(todo, records, strict=True) if "points" in (r.get("sweep") or {})
+    }  # fmt: skip
     sweep = sweep_rows(models, points, config) if config.sweep is not None else []
     settings = StudySettings(
         config=config.model_dump(mode="json"),
@@ -149,8 +152,11 @@ def run_study(
 
 
 def _model_files(jobs: list, records: list[dict], out: Path) -> None:
-    """Each model's audit.json under out/models/NAME/ (the report draws its layer profiles)."""
+    """Each model's audit.json and dose.json under out/models/NAME/ (the report draws its layer
+    profiles and dose-response grid from them)."""
     for job, record in zip(jobs, records, strict=True):
-        src = (record.get("audit") or {}).get("audit_json")
-        if src and Path(src).is_file():
-            atomic_write_text(out / "models" / job.name / "audit.json", Path(src).read_text())
+        for step, key, name in (("audit", "audit_json", "audit.json"),
+                                ("dose", "dose_json", "dose.json")):  # fmt: skip
+            src = (record.get(step) or {}).get(key)
+            if src and Path(src).is_file():
+                atomic_write_text(out / "models" / job.name / name, Path(src).read_text())
