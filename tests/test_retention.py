@@ -229,7 +229,8 @@ def test_cli_says_retention_is_undefined_when_nothing_was_refused(
     args = ["--model", str(micro_zoo["micro-llama"].path), "--n", "5", "--seeds", "0"]
     args += ["--steps", "1", "--n-eval", "4", "--max-new-tokens", "4", "--harmless", "none"]
     assert _cli(monkeypatch, *args, "--out", str(tmp_path / "out")) == 0
-    said = " ".join(capsys.readouterr().out.split())
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
     assert "retention is undefined" in said and "no refusal to retain" in said
     assert "NaN" not in said
     record = json.loads((tmp_path / "out" / "retention.json").read_text())

@@ -410,3 +410,27 @@ def test_every_packaged_study_config_validates():
     for name in PACKAGED_STUDIES:
         config = load_study_config(name)
         assert config.zoo and config.primary_target == "auc"
+
+
+def test_constant_baseline_says_why_its_rho_is_undefined():
+    """initial_refusal is 1.0 for every model: rho is null with its reason, in study.json
+    and in the report's statistics table, never 0 or NaN."""
+    from conftest import synthetic_study
+    from skindeep.report.study_tables import stats_rows
+    from skindeep.study.assemble import cross_model
+
+    base = synthetic_study()
+    models = [m.model_copy(update={"excluded": None, "baselines": {"initial_refusal": 1.0},
+                                   "predictors": {"gfs_code": 0.1 * i}})
+              for i, m in enumerate(base.models)]  # fmt: skip
+    config = StudyConfig(name="x", zoo=({"name": "micro"},),
+                         stats={"n_resamples": 99, "n_permutations": 99})  # fmt: skip
+    stats, _, _ = cross_model(models, config)
+    row = next(r for r in stats if r.predictor == "initial_refusal" and r.target == "auc")
+    assert row.rho is None and row.undefined == "predictor is constant across models"
+    gfs = next(r for r in stats if r.predictor == "gfs_code" and r.target == "auc")
+    assert gfs.rho == pytest.approx(-1.0) and gfs.undefined is None
+    report = base.model_copy(update={"stats": stats})
+    notes = {r["predictor"]: r["note"] for r in stats_rows(report, "auc")}
+    assert notes["initial_refusal"] == "rho undefined: predictor is constant across models"
+    assert notes["gfs_code"] == ""

@@ -66,7 +66,7 @@ def headline_section(result: StudyResult) -> Section:
         for r in stats_rows(result, s.primary_target)
         if r["predictor"] == s.primary_predictor or r["kind"] == "baseline"
     ]
-    cols = ("predictor", "kind", "n", "rho", "ci_low", "ci_high", "p_perm", "p_holm")
+    cols = ("predictor", "kind", "n", "rho", "ci_low", "ci_high", "p_perm", "p_holm", "note")
     if any(r["settings"] is not None for r in rows):
         cols += ("settings", "rho_setting", "ci_setting", "p_setting")
     nc = result.noise_ceiling.get(s.primary_target)

@@ -42,6 +42,7 @@ def stats_rows(result: StudyResult, target: str) -> list[dict[str, Any]]:
                 "ci_setting": list(b.ci) if b and b.ci else None,
                 "p_setting": b.p_perm if b else None}  # fmt: skip
         row |= {f"partial|{b}": r.partial.get(b) for b in partial_names}
+        row["note"] = f"rho undefined: {r.undefined}" if r.undefined else ""
         rows.append(row)
     return rows
 

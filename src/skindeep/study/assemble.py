@@ -175,6 +175,7 @@ def _stats_rows(
                     loo=_value(r.loo), loo_recipe=_value(r.loo_recipe), loo_arch=_value(r.loo_arch),
                     partial={k: _value(v) for k, v in r.partial.items()}, p_holm=_value(p),
                     by_setting=_setting_stats(r.by_setting),
+                    undefined=r.rho.reason if isinstance(r.rho, Undefined) else None,
                 )
             )  # fmt: skip
             if not isinstance(r.out_of_sample, Undefined):

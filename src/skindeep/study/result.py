@@ -146,6 +146,9 @@ class PredictorStats(BaseModel):
     """Holm-corrected permutation p-value across the predictors of this target."""
     by_setting: SettingStats | None = None
     """The same over setting means, when some models replicate a setting (None otherwise)."""
+    undefined: str | None = None
+    """Why rho is undefined (null), e.g. 'predictor is constant across models'; None when
+    defined."""
 
 
 class NoiseCeiling(BaseModel):
