@@ -74,8 +74,9 @@ def log(message: str) -> None:
 def logged_training(every: int) -> Iterator[None]:
     """Log the loss every `every` SFT steps while the block runs.
 
-    `recipes.align` takes no step callback, so its `train_causal_lm` is wrapped for the block
-    (restored afterwards) to pass one; without it a CPU run is silent for tens of minutes.
+    `recipes.align` takes no logging callback, so its `train_causal_lm` is wrapped for the block
+    (restored afterwards) to log beside the recipe's own callback (checkpoint selection, when
+    on); without it a CPU run is silent for tens of minutes.
     """
     original = recipes.train_causal_lm
     start = [time.perf_counter()]
@@ -85,9 +86,17 @@ def logged_training(every: int) -> Iterator[None]:
             per_step = (time.perf_counter() - start[0]) / (step + 1)
             log(f"  step {step + 1}: loss {loss:.3f} ({per_step:.1f} s/step)")
 
-    def wrapped(*args: Any, on_step: Callable[[int, float], None] | None = None, **kw: Any) -> Any:
+    def wrapped(
+        model: Any, data: Any, config: Any, pad_id: int,
+        on_step: Callable[[int, float], bool | None] | None = None,
+    ) -> Any:  # fmt: skip
         start[0] = time.perf_counter()
-        return original(*args, on_step=on_step or report, **kw)
+
+        def both(step: int, loss: float) -> bool | None:
+            report(step, loss)  # the recipe's own callback (checkpoint selection) decides stops
+            return on_step(step, loss) if on_step is not None else None
+
+        return original(model, data, config, pad_id, both)
 
     recipes.train_causal_lm = wrapped
     try:
