@@ -358,6 +358,17 @@ def print_table(model: str, s: dict[str, Any], threads: int) -> None:
             print(f"{key}: {s[key]:.2f} (target {goal})")
 
 
+def summarise_log(args: argparse.Namespace) -> None:
+    """Tables (and --json) from the runs a --log file holds, e.g. of an interrupted run."""
+    runs = [json.loads(line) for line in args.summarise.read_text().splitlines() if line]
+    summary: dict[str, Any] = {"log": str(args.summarise)}
+    for model in dict.fromkeys(r["model"] for r in runs):
+        summary[model] = summarise([r for r in runs if r["model"] == model], args.clock)
+        print_table(model, summary[model], args.threads)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+
+
 def main() -> None:
     """Alternate every method in fresh processes for several rounds; print and save a summary."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -375,12 +386,22 @@ def main() -> None:
         default="cpu",
         help="tok/s from process CPU time (robust on a shared machine) or wall",
     )
+    parser.add_argument("--log", type=Path, default=None, help="append each run (JSON lines)")
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        help="summarise a --log file (also a partial one) instead of running",
+    )
     parser.add_argument("--child", nargs=2, metavar=("METHOD", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         result = child(args.child[0], args.child[1], args.n_prompts, args.batch_size,
                        args.threads, args.data_dir)  # fmt: skip
         print(json.dumps(result | {"threads": args.threads}))
+        return
+    if args.summarise:
+        summarise_log(args)
         return
     if not (args.data_dir / "advbench.csv").is_file():
         raise SystemExit(f"error: --data-dir {args.data_dir}: no advbench.csv there")
@@ -397,6 +418,9 @@ def main() -> None:
                          f"{r.get('seconds', 0):.1f} s, {r['peak_rss_mib']:.0f} MiB"),
                       flush=True)  # fmt: skip
                 runs.append(r)
+                if args.log:
+                    with args.log.open("a") as fh:
+                        fh.write(json.dumps(r) + "\n")
         summary[model] = summarise(runs, args.clock)
         print_table(model, summary[model], args.threads)
     if args.json:
