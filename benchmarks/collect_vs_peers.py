@@ -340,7 +340,8 @@ def print_table(model: str, s: dict[str, Any], threads: int) -> None:
     print(f"{'method':<17} {rate:>26} {'peak RSS MiB':>26} {'CPU-s':>8} {'rel diff':>9}")
     for method, row in s["methods"].items():
         if "error" in row:
-            print(f"{method:<17} CANNOT RUN: {row['error']}")
+            label = "not measured" if row["error"] == "not run" else f"CANNOT RUN: {row['error']}"
+            print(f"{method:<17} {label}")
             continue
         t, m = row["tok_per_s"], row["peak_rss_mib"]
         print(f"{method:<17} {t['median']:>8.1f} [{t['min']:>7.1f}, {t['max']:>7.1f}] "
