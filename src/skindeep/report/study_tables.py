@@ -37,10 +37,11 @@ def stats_rows(result: StudyResult, target: str) -> list[dict[str, Any]]:
             "loo_recipe": list(r.loo_recipe) if r.loo_recipe else None,
             "loo_arch": list(r.loo_arch) if r.loo_arch else None,
         }
-        b = r.by_setting  # replicates of one setting (seeds of one design) counted once
-        row |= {"settings": b.n_settings if b else None, "rho_setting": b.rho if b else None,
-                "ci_setting": list(b.ci) if b and b.ci else None,
-                "p_setting": b.p_perm if b else None}  # fmt: skip
+        level = r.by_setting  # replicates of one setting (seeds of one design) counted once
+        row |= {"settings": level.n_settings if level else None,
+                "rho_setting": level.rho if level else None,
+                "ci_setting": list(level.ci) if level and level.ci else None,
+                "p_setting": level.p_perm if level else None}  # fmt: skip
         row |= {f"partial|{b}": r.partial.get(b) for b in partial_names}
         row["note"] = f"rho undefined: {r.undefined}" if r.undefined else ""
         rows.append(row)

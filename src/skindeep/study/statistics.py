@@ -105,16 +105,6 @@ class SettingLevel:
     ci: Interval | Undefined
     p_perm: float | Undefined
 
-    def to_json(self) -> dict[str, Any]:
-        """{n_settings, rho, ci, p_perm}; Undefined becomes None."""
-        def clean(v: Any) -> Any:
-            if isinstance(v, Undefined):
-                return None
-            return v.as_list() if isinstance(v, Interval) else v
-
-        return {"n_settings": self.n_settings, **{k: clean(getattr(self, k))
-                                                   for k in ("rho", "ci", "p_perm")}}  # fmt: skip
-
 
 def setting_means(
     x: ArrayLike, y: ArrayLike, settings: ArrayLike
@@ -194,7 +184,9 @@ class PredictorResult:
             if isinstance(value, Interval):
                 return value.as_list()
             if isinstance(value, SettingLevel):
-                return value.to_json()
+                return {"n_settings": value.n_settings,
+                        **{k: clean(f"{key}.{k}", getattr(value, k))
+                           for k in ("rho", "ci", "p_perm")}}  # fmt: skip
             if isinstance(value, RankError):
                 per = {k: clean(f"{key}.{k}", v) for k, v in value.per_recipe.items()}
                 return {"error": value.error, "per_recipe": per, "signs": value.signs}
