@@ -9,11 +9,10 @@ the report draws its dose-response grid. Diagnostic only: no ablated model is sa
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from skindeep.artifacts import atomic_write_json
+from skindeep.artifacts import atomic_write_json, json_ready
 from skindeep.dose.registry import BASE_USERS, builder_name
 from skindeep.prompts import resolve_prompt_spec
 from skindeep.study.config import StudyConfig
@@ -53,15 +52,10 @@ def run_dose(models: Any, config: StudyConfig, folder: Path, done: dict) -> dict
     path = Path(folder) / "dose.json"
     atomic_write_json(path, run.dose.to_json())
     dose = run.dose
-    return {
+    return json_ready({  # a rate with no denominator (every output degenerate) becomes None
         "dose_json": str(path),
         "bases": [{"name": b.name, "source": b.source, "layer": b.layer} for b in run.bases],
         "ks": list(dose.options.ks),
-        "baseline_rate": _finite(dose.baseline.refusal.rate),
-        "rates": {c.name: [_finite(pt.refusal.rate) for pt in c.points] for c in dose.curves},
-    }
-
-
-def _finite(x: float) -> float | None:
-    """A rate, or None when undefined (every output degenerate)."""
-    return x if math.isfinite(x) else None
+        "baseline_rate": dose.baseline.refusal.rate,
+        "rates": {c.name: [pt.refusal.rate for pt in c.points] for c in dose.curves},
+    })
