@@ -129,7 +129,7 @@ def test_dose_step_writes_the_reports_dose_json(micro_study, micro_zoo, tmp_path
             with torch.no_grad():
                 gen = lm.model.generate(ids, max_new_tokens=d.max_new_tokens, do_sample=False,
                                         pad_token_id=lm.tokenizer.pad_token_id)  # fmt: skip
-            reply = lm.tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+            reply = lm.tokenizer.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)
             reply = reply.replace("\u2019", "'").lower()
             refused += any(k.lower() in reply for k in REFUSAL_KEYWORDS)
         counts = dose["baseline"]["counts"]

@@ -52,10 +52,12 @@ def run_dose(models: Any, config: StudyConfig, folder: Path, done: dict) -> dict
     path = Path(folder) / "dose.json"
     atomic_write_json(path, run.dose.to_json())
     dose = run.dose
-    return json_ready({  # a rate with no denominator (every output degenerate) becomes None
-        "dose_json": str(path),
-        "bases": [{"name": b.name, "source": b.source, "layer": b.layer} for b in run.bases],
-        "ks": list(dose.options.ks),
-        "baseline_rate": dose.baseline.refusal.rate,
-        "rates": {c.name: [pt.refusal.rate for pt in c.points] for c in dose.curves},
-    })
+    return json_ready(
+        {  # a rate with no denominator (every output degenerate) becomes None
+            "dose_json": str(path),
+            "bases": [{"name": b.name, "source": b.source, "layer": b.layer} for b in run.bases],
+            "ks": list(dose.options.ks),
+            "baseline_rate": dose.baseline.refusal.rate,
+            "rates": {c.name: [pt.refusal.rate for pt in c.points] for c in dose.curves},
+        }
+    )
