@@ -1,13 +1,14 @@
-"""Audit every aligned organism of a built zoo against its base and print one table.
+"""Audit every aligned organism of a built zoo against its base, per build seed, in tables.
 
-Each aligned organism found in the organisms folder (default: $SKINDEEP_CACHE/organisms) is
-audited against its recorded base (base_path; by name when the folder has moved) on the
-organism language's held-out prompts. The table lists GFS (both variants), the peak layer,
-|d| on v at the peak, the Arditi |d| at the peak (in-sample and held-out), and the measured
-refusal rate on held-out harmful requests, sorted by the headline GFS.
+The aligned organisms of `--zoo` built at each `--build-seed` with the current recipes (found by
+their content hash in the organisms folder, default $SKINDEEP_CACHE/organisms; nothing is
+trained) are audited against their own bases on the organism language's held-out prompts. One
+table per build seed lists GFS (both variants), the peak layer, |d| on v at the peak, the
+Arditi |d| at the peak (in-sample and held-out) and the measured refusal of held-out harmful
+requests; with several build seeds a last table gives each organism's mean [min, max].
 
-Usage: python benchmarks/zoo_audit.py [--root DIR] [--match REGEX] [--n 64] [--format chat]
-       [--variant code] [--n-perm 200] [--json FILE]
+Usage: python benchmarks/zoo_audit.py [--zoo default] [--build-seed 0 [1 2]] [--root DIR]
+       [--match REGEX] [--n 64] [--format chat] [--variant code] [--n-perm 200] [--json FILE]
 """
 
 from __future__ import annotations
@@ -20,25 +21,22 @@ from pathlib import Path
 from typing import Any
 
 
-def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One row per aligned organism."""
+def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
+    """One row per aligned organism of the zoo built at `build_seed` (missing ones are named)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from skindeep.models import load_model
-    from skindeep.organisms.zoo import list_organisms
+    from skindeep.organisms.spec import load_zoo_spec
+    from skindeep.organisms.zoo import cached_organisms
     from skindeep.prompts import organism_prompts
     from skindeep.scores import AuditConfig, audit_pair
 
     torch.set_num_threads(args.threads)
-    newest = {}  # a zoo rebuilt under a new hash leaves old copies: keep the newest per name
-    for o in sorted(list_organisms(args.root), key=lambda o: o.path.stat().st_mtime):
-        newest[o.name] = o
-    found = sorted(newest.values(), key=lambda o: o.name)
-    by_name = {o.name: o for o in found}
+    hf_logging.disable_progress_bar()
+    spec = load_zoo_spec(args.zoo, seed=build_seed)
+    built = cached_organisms(spec, root=args.root)
     pattern = re.compile(args.match)
-    aligned = [o for o in found if o.kind == "aligned" and pattern.search(o.name)]
-    if not aligned:
-        raise SystemExit(f"no aligned organisms matching {args.match!r} in {args.root or 'cache'}")
     harmful = organism_prompts(True, "heldout", args.n, seed=args.seed)
     harmless = organism_prompts(False, "heldout", args.n, seed=args.seed)
     config = AuditConfig(
@@ -46,19 +44,22 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
         cache_dir=args.cache_dir,
     )  # fmt: skip
     rows = []
-    for organism in aligned:
-        base_path = Path(organism.meta["base_path"])  # the exact base it was aligned from
-        if not base_path.is_dir() and organism.meta["base"] in by_name:
-            base_path = by_name[organism.meta["base"]].path  # the zoo folder was moved
+    for spec_aligned in spec.aligned:
+        if not pattern.search(spec_aligned.name):
+            continue
+        organism, base = built.get(spec_aligned.name), built.get(spec_aligned.base)
+        if organism is None or base is None:
+            print(f"build seed {build_seed}: {spec_aligned.name} not built; skipped")
+            continue
         start = time.perf_counter()
-        res = audit_pair(
-            load_model(organism.path), load_model(base_path), harmful, harmless, config
-        )
+        models = load_model(organism.path), load_model(base.path)
+        res = audit_pair(*models, harmful, harmless, config)
         g, i = res.geometry, res.peak_index
         recipe = organism.meta["spec"].get("recipe", {})
         rows.append(
             {
                 "organism": organism.name,
+                "build_seed": build_seed,
                 "recipe": f"{recipe.get('kind', '?')}/{recipe.get('scope', '?')}",
                 "arch": organism.meta["architecture"].removesuffix("ForCausalLM"),
                 "layers": res.aligned.num_layers,
@@ -70,6 +71,7 @@ def audit_zoo(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "arditi_d_peak": float(g.arditi_d[i]),
                 "arditi_d_heldout_peak": float(g.arditi_d_heldout[i]),
                 "refusal_harmful": organism.behaviour.harmful.rate,
+                "meets_behaviour": organism.meets_behaviour,
                 "seconds": round(time.perf_counter() - start, 1),
             }
         )
@@ -89,9 +91,39 @@ def print_table(rows: list[dict[str, Any]], title: str) -> None:
     Console(width=200).print(table)
 
 
+SEED_SUMMARY = ("gfs_code", "gfs_paper", "d_peak", "arditi_d_heldout_peak", "refusal_harmful")
+"""Columns summarised over build seeds."""
+
+
+def print_seed_summary(rows: list[dict[str, Any]]) -> None:
+    """Per organism: its builds, peak layers and mean [min, max] of the key columns."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="over build seeds: mean \\[min, max]")
+    for key in ("organism", "builds", "peak layers", *SEED_SUMMARY):
+        table.add_column(key, justify="left" if key == "organism" else "right")
+    for name in sorted({r["organism"] for r in rows}):
+        mine = sorted((r for r in rows if r["organism"] == name), key=lambda r: r["build_seed"])
+        cells = []
+        for key in SEED_SUMMARY:
+            v = np.array([r[key] for r in mine], dtype=float)
+            spread = f" [{v.min():.3f}, {v.max():.3f}]" if len(v) > 1 else ""
+            cells.append(f"{v.mean():.3f}{spread}")
+        seeds = ",".join(str(r["build_seed"]) for r in mine)
+        layers = ",".join(str(r["peak_layer"]) for r in mine)
+        table.add_row(name, f"{len(mine)} ({seeds})", layers, *cells)
+    Console(width=220).print(table)
+
+
 def main() -> None:
     """Parse arguments, audit the zoo, print (and optionally save) the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", default="default", help="zoo spec whose organisms are audited")
+    parser.add_argument(
+        "--build-seed", type=int, nargs="+", default=[0], help="zoo build seed(s) to audit"
+    )
     parser.add_argument("--root", type=Path, default=None, help="organisms folder")
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")
@@ -103,8 +135,17 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="activation cache")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
-    rows = audit_zoo(args)
-    print_table(rows, f"zoo audit ({args.format}, {args.n} held-out prompts per class)")
+    rows = []
+    for build_seed in args.build_seed:
+        seed_rows = audit_zoo(args, build_seed)
+        if seed_rows:
+            title = f"zoo audit, build seed {build_seed} ({args.format}, {args.n} per class)"
+            print_table(seed_rows, title)
+        rows += seed_rows
+    if not rows:
+        raise SystemExit(f"no built aligned organisms matching {args.match!r}")
+    if len(args.build_seed) > 1:
+        print_seed_summary(rows)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
