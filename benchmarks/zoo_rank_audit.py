@@ -1,8 +1,8 @@
 """Effective-rank audit of every aligned organism of a built zoo; one row per organism.
 
-Each aligned organism of the zoo spec found in the organisms folder (default:
-$SKINDEEP_CACHE/organisms; the newest copy per name at the asked build seed) is audited
-against its recorded base on the organism language's held-out prompts, with the register
+Each aligned organism of the zoo spec built at the asked build seed with the current recipes
+(found by content hash in the organisms folder, default $SKINDEEP_CACHE/organisms; nothing is
+trained) is audited against its own base on the organism language's held-out prompts, with the register
 (en/fr) and mood (question/statement) neutral contrasts. Columns:
 |cos(u_1, Arditi)| of each variant at the GFS peak layer, mean rho per variant (uncentered and
 the template's centered), the neutral contrasts' template rho, the spectral-gap share, and the
@@ -32,21 +32,17 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
 
     from skindeep.models import load_model
     from skindeep.organisms.spec import load_zoo_spec
-    from skindeep.organisms.zoo import list_organisms
+    from skindeep.organisms.zoo import cached_organisms
     from skindeep.prompts import organism_prompts
     from skindeep.scores.rank_audit import organism_neutral_contrasts, rank_audit
     from skindeep.scores.rank_config import RankAuditConfig
     from skindeep.scores.rank_pair import rank_predictors
 
     torch.set_num_threads(args.threads)
-    names = {a.name for a in load_zoo_spec(args.zoo).aligned} | {
-        b.name for b in load_zoo_spec(args.zoo).bases
-    }
-    newest = {}  # one organism per name: the zoo's, at the asked build seed, newest copy
-    for o in sorted(list_organisms(args.root), key=lambda o: o.path.stat().st_mtime):
-        if o.name in names and o.meta.get("build_seed", 0) == build_seed:
-            newest[o.name] = o
-    by_name = dict(sorted(newest.items()))
+    # the zoo's organisms at this build seed with the current recipes (by content hash)
+    by_name = dict(
+        sorted(cached_organisms(load_zoo_spec(args.zoo, seed=build_seed), root=args.root).items())
+    )
     pattern = re.compile(args.match)
     aligned = [o for o in by_name.values() if o.kind == "aligned" and pattern.search(o.name)]
     if not aligned:
@@ -60,9 +56,10 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
     )  # fmt: skip
     rows = []
     for organism in aligned:
-        base_path = Path(organism.meta["base_path"])
-        if not base_path.is_dir() and organism.meta["base"] in by_name:
-            base_path = by_name[organism.meta["base"]].path
+        if organism.meta["base"] not in by_name:
+            print(f"build seed {build_seed}: the base of {organism.name} is not built; skipped")
+            continue
+        base_path = by_name[organism.meta["base"]].path
         start = time.perf_counter()
         res = rank_audit(
             load_model(organism.path), load_model(base_path), harmful, harmless, neutral, config
