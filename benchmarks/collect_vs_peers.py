@@ -44,7 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("skindeep", "hf", "transformer_lens", "nnsight", "hf_lean")
 PEERS = ("hf", "transformer_lens", "nnsight")  # hf_lean is a reference row, not a peer
-DEFAULT_ORGANISM = "llama-s-sft"
+DEFAULT_ORGANISM = "llama-s-sft-full"
 
 
 # ---- inputs --------------------------------------------------------------------------------
@@ -58,13 +58,14 @@ def smollm2_path() -> str:
 
 
 def organism_path(name: str) -> str:
-    """The newest cached organism of that name (e.g. llama-s-sft) in $SKINDEEP_CACHE/organisms."""
-    from skindeep.organisms.zoo import list_organisms
+    """The default zoo's organism `name` at build seed 0 with the current recipe (cached)."""
+    from skindeep.organisms.spec import load_zoo_spec
+    from skindeep.organisms.zoo import cached_organisms
 
-    found = [o for o in list_organisms(None) if o.name == name]
-    if not found:
-        raise SystemExit(f"error: no organism {name!r} in the cache; build the default zoo first")
-    return str(max(found, key=lambda o: o.path.stat().st_mtime).path)
+    found = cached_organisms(load_zoo_spec("default", seed=0)).get(name)
+    if found is None:
+        raise SystemExit(f"error: {name!r} is not built; run `skindeep organisms build` first")
+    return str(found.path)
 
 
 def prompts_for(model: str, n: int, data_dir: Path) -> tuple[list[str], list[str]]:
