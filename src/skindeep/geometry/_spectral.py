@@ -11,6 +11,7 @@ what every energy rule and ratio here uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ import scipy.linalg
 from scipy.sparse.linalg import eigsh
 
 from skindeep.geometry._checks import FloatArray
+
+GramSource = Callable[[], FloatArray]
+"""Gives a Gram matrix a caller already has (or computes once for several uses), on demand."""
 
 GRAM_MIN_SIZE = 1024
 """min(n, d) from which the Gram route replaces the LAPACK SVD."""
@@ -73,7 +77,8 @@ class CenteredSpectrum:
         if self.gram.shape[0] == self.centered.shape[1]:  # d x d Gram: eigenvectors are v_i
             return evecs.T
         rows = evecs.T @ self.centered  # u_i^T X = s_i v_i^T
-        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        return rows
 
 
 def _many_vectors(gram: FloatArray, k: int | None, eps: float | None) -> bool:
@@ -97,12 +102,17 @@ def _many_vectors(gram: FloatArray, k: int | None, eps: float | None) -> bool:
 
 
 def centered_spectrum(
-    x: FloatArray, k: int | None = None, eps: float | None = None
+    x: FloatArray,
+    k: int | None = None,
+    eps: float | None = None,
+    row_gram: GramSource | None = None,
 ) -> CenteredSpectrum:
     """Decompose the centered [n, d] float64 matrix once (exact SVD or the Gram route).
 
     `k` (the number of right vectors the caller will ask for) or `eps` (its energy rule) only
-    pick the faster LAPACK route for the eigenvectors to come.
+    pick the faster LAPACK route for the eigenvectors to come. `row_gram`: gives the n x n
+    Gram matrix of x - mean(x) when the caller shares it; called only on the Gram route with
+    n <= d, where it replaces the product computed here.
     """
     mean = x.mean(axis=0)
     xc = x - mean
@@ -110,7 +120,8 @@ def centered_spectrum(
     if not uses_gram(n, d):
         _, s, vt = np.linalg.svd(xc, full_matrices=False)
         return CenteredSpectrum(mean=mean, singular_values=s, centered=xc, gram=None, vt=vt)
-    gram = xc @ xc.T if n <= d else xc.T @ xc
+    shared = row_gram is not None and n <= d
+    gram = row_gram() if shared else (xc @ xc.T if n <= d else xc.T @ xc)
     if _many_vectors(gram, k, eps):
         evals, evecs = np.linalg.eigh(gram)
         s = np.sqrt(np.clip(evals[::-1], 0.0, None))
@@ -166,9 +177,12 @@ class _BaseShiftInverse:
     def set_shift(self, sigma: float) -> None:
         """Refactor for a new shift sigma > 0."""
         self.sigma = sigma
-        if self.alpha > 0.0:
-            shifted = self.gram + (sigma / self.alpha) * np.eye(self.gram.shape[0])
-            self.factor = scipy.linalg.cho_factor(shifted, lower=True, check_finite=False)
+        if self.alpha > 0.0:  # gram + (sigma / alpha) I, factored in place (no extra copies)
+            shifted = self.gram.copy()
+            shifted.flat[:: shifted.shape[0] + 1] += sigma / self.alpha
+            self.factor = scipy.linalg.cho_factor(
+                shifted.T, lower=True, overwrite_a=True, check_finite=False
+            )  # shifted.T: the same symmetric matrix, in the Fortran order LAPACK works in
 
     def __call__(self, r: FloatArray) -> FloatArray:
         if self.factor is None:
@@ -178,7 +192,10 @@ class _BaseShiftInverse:
 
 
 def contrast_top_vector(
-    target: FloatArray, background: FloatArray, alpha: float
+    target: FloatArray,
+    background: FloatArray,
+    alpha: float,
+    background_gram: GramSource | None = None,
 ) -> tuple[float, FloatArray] | None:
     """Top eigenpair of cov(target) - alpha * cov(background) by preconditioned Davidson, or None.
 
@@ -187,20 +204,27 @@ def contrast_top_vector(
     orthonormal search space makes the converged pair exact to rounding whatever the
     preconditioner. Returns None when it does not converge, or when the top eigenvalue is not
     clearly positive (it may then belong to the common null space, which the exact row-span
-    solver excludes): the caller must then use that solver.
+    solver excludes): the caller must then use that solver. `background_gram`: gives the
+    n_b x n_b Gram matrix of the centered (unscaled) background rows when the caller shares it.
     """
-    tc = (target - target.mean(axis=0)) / np.sqrt(target.shape[0] - 1)
-    bc = (background - background.mean(axis=0)) / np.sqrt(background.shape[0] - 1)
+    tc = target - target.mean(axis=0)
+    tc /= np.sqrt(target.shape[0] - 1)
+    bc = background - background.mean(axis=0)
+    bc /= np.sqrt(background.shape[0] - 1)
     d = tc.shape[1]
-    trace_target = float(np.sum(tc**2))
-    scale = trace_target + alpha * float(np.sum(bc**2))
+    trace_target = float(np.vdot(tc, tc))  # sums of squares without an [n, d] temporary
+    scale = trace_target + alpha * float(np.vdot(bc, bc))
     if trace_target == 0.0:  # the contrast matrix is negative semi-definite
         return None
 
     def contrast(v: FloatArray) -> FloatArray:
         return tc.T @ (tc @ v) - alpha * (bc.T @ (bc @ v))
 
-    precondition = _BaseShiftInverse(bc, bc @ bc.T, alpha)
+    gram = np.zeros((0, 0))  # alpha = 0: the preconditioner is a plain scaling, no Gram
+    if alpha > 0.0:
+        n_b = background.shape[0]
+        gram = bc @ bc.T if background_gram is None else background_gram() / (n_b - 1)
+    precondition = _BaseShiftInverse(bc, gram, alpha)
     precondition.set_shift(trace_target / max(1, min(tc.shape[0] - 1, d)))  # mean variance
     basis = np.empty((d, 0))
     images = np.empty((d, 0))

@@ -26,6 +26,7 @@ from skindeep.geometry._checks import (
 from skindeep.geometry._probe import fit_score, stratified_split
 from skindeep.geometry._spectral import (
     CenteredSpectrum,
+    GramSource,
     centered_spectrum,
     contrast_top_vector,
     top_right_vector,
@@ -246,16 +247,23 @@ def cpca_subspace(
     return _cpca_solve(_cpca_factor(a, b), alpha, k)
 
 
-def cpca_direction(h_target: ArrayLike, h_background: ArrayLike, alpha: float) -> FloatArray:
+def cpca_direction(
+    h_target: ArrayLike,
+    h_background: ArrayLike,
+    alpha: float,
+    background_gram: GramSource | None = None,
+) -> FloatArray:
     """Top cPCA direction (the paper-variant GFS direction), equal to `cpca_subspace(...)` k=1.
 
     At paper scale (both sets >= `GRAM_MIN_SIZE` wide) the top eigenvector is found matrix-free
-    by Lanczos; when its eigenvalue is not clearly positive (it could lie in the common null
-    space) or on small problems, the exact row-span solver runs instead.
+    by preconditioned Davidson; when its eigenvalue is not clearly positive (it could lie in the
+    common null space) or on small problems, the exact row-span solver runs instead.
+    `background_gram`: the n_b x n_b Gram matrix of the centered background rows, when the
+    caller shares it (used by the preconditioner only, so only at paper scale).
     """
     a, b, alpha = _check_cpca_inputs(h_target, h_background, alpha)
     if uses_gram(a.shape[0] + b.shape[0], a.shape[1]):
-        found = contrast_top_vector(a, b, alpha)
+        found = contrast_top_vector(a, b, alpha, background_gram)
         if found is not None:
             reference = a.mean(axis=0) - b.mean(axis=0)
             return _fix_signs(found[1][:, None], reference)[:, 0]

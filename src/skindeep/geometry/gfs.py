@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,11 +19,11 @@ from skindeep.geometry._checks import (
 from skindeep.geometry._parallel import map_layers
 from skindeep.geometry.directions import (
     abs_cosine,
-    arditi_direction,
     cohens_d,
     cpca_direction,
     pca_direction,
 )
+from skindeep.geometry.pair_layer import PairLayer
 from skindeep.geometry.subspace import SafetySubspace, centered_energy, no_energy_layers
 
 Variant = Literal["code", "paper"]
@@ -122,31 +123,64 @@ def geometric_fragility(
     else:
         empty = no_energy_layers(map_layers(energy, n_layers))
 
-    def one_layer(layer: int) -> tuple[FloatArray, FloatArray | None, float]:
-        """Arditi direction, difference direction (None if empty) and |d| of one layer."""
-        a_l = np.asarray(aligned[:, layer, :], dtype=np.float64)
-        b_l = np.asarray(base[:, layer, :], dtype=np.float64)
-        a_dir = arditi_direction(a_l[harmful], a_l[~harmful])
-        if empty[layer]:
-            return a_dir, None, 0.0
-        if variant == "code":
-            diff = a_l - b_l
-            v = pca_direction(diff) if subspace is None else subspace.layers[layer].basis[:, 0]
-            proj = diff @ v
-        else:
-            v = cpca_direction(a_l, b_l, alpha)
-            proj = a_l @ v
-        return a_dir, v, abs(cohens_d(proj[harmful], proj[~harmful]))
+    def one_layer(layer: int) -> GFSLayer:
+        pair = PairLayer(aligned[:, layer, :], base[:, layer, :], harmful)
+        pc1 = None if subspace is None or empty[layer] else subspace.layers[layer].basis[:, 0]
+        return gfs_layer(pair, variant, alpha, bool(empty[layer]), pc1)
 
-    directions = np.full((n_layers, aligned.shape[2]), np.nan)
+    return gfs_from_layers(map_layers(one_layer, n_layers), empty, variant, alpha)
+
+
+@dataclass(frozen=True)
+class GFSLayer:
+    """One layer's share of a GFS, before the layer weights are known."""
+
+    arditi: FloatArray
+    """[d] unit Arditi direction a_l of the aligned model."""
+    direction: FloatArray | None
+    """[d] unit difference direction v_l; None at an empty layer."""
+    d: float
+    """|Cohen's d| of the projection onto v_l (0 at an empty layer)."""
+
+
+def gfs_layer(
+    layer: PairLayer,
+    variant: Variant,
+    alpha: float = 100.0,
+    empty: bool = False,
+    pc1: FloatArray | None = None,
+) -> GFSLayer:
+    """a_l, v_l and |d_l| of one layer (see `geometric_fragility`); `pc1`: PC1 of D_l when the
+    caller has it (code variant). The paper variant's preconditioner takes the layer's base Gram
+    matrix, so it is shared with whatever else of the layer uses it."""
+    a_dir = layer.arditi
+    if empty:
+        return GFSLayer(a_dir, None, 0.0)
+    if variant == "code":
+        diff = layer.difference
+        v = pca_direction(diff) if pc1 is None else pc1
+        proj = diff @ v
+    else:
+        v = cpca_direction(layer.aligned, layer.base, alpha, lambda: layer.gram("base"))
+        proj = layer.aligned @ v
+    harmful = layer.harmful
+    return GFSLayer(a_dir, v, abs(cohens_d(proj[harmful], proj[~harmful])))
+
+
+def gfs_from_layers(
+    layers: Sequence[GFSLayer], empty: BoolArray, variant: Variant, alpha: float = 100.0
+) -> GFSResult:
+    """Weight and sum the per-layer shares into a GFSResult (`empty`: `no_energy_layers`)."""
+    n_layers = len(layers)
+    directions = np.full((n_layers, layers[0].arditi.shape[0]), np.nan)
     arditi = np.empty_like(directions)
     d = np.zeros(n_layers)
     c = np.full(n_layers, np.nan)
-    for layer, (a_dir, v, d_l) in enumerate(map_layers(one_layer, n_layers)):
-        arditi[layer] = a_dir
-        if v is not None:
-            directions[layer], d[layer] = v, d_l
-            c[layer] = abs_cosine(v, a_dir)
+    for i, row in enumerate(layers):
+        arditi[i] = row.arditi
+        if row.direction is not None:
+            directions[i], d[i] = row.direction, row.d
+            c[i] = abs_cosine(row.direction, row.arditi)
 
     w = layer_weights(n_layers, variant)
     contribution = np.zeros(n_layers)

@@ -6,7 +6,7 @@ computed once per layer and shared by PERMANOVA and MMD.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,13 +16,11 @@ from numpy.typing import ArrayLike
 from skindeep.geometry._checks import (
     BoolArray,
     FloatArray,
-    as_finite_array,
     as_float_array,
     check_binary_labels,
     check_min_rows,
     check_same_features,
 )
-from skindeep.geometry._parallel import map_layers
 from skindeep.geometry._probe import fit_score, stratified_split
 
 PermanovaDistance = Literal["euclidean", "sqeuclidean"]
@@ -105,10 +103,12 @@ def _check_n_perm(n_perm: int) -> int:
     return int(n_perm)
 
 
-def _sq_distances(z: FloatArray) -> FloatArray:
-    """Squared Euclidean distance matrix of the rows of z (centered first for accuracy)."""
-    z = z - z.mean(axis=0)
-    gram = z @ z.T
+def _sq_distances(z: FloatArray, gram: FloatArray | None = None) -> FloatArray:
+    """Squared Euclidean distance matrix of the rows of z (centered first for accuracy);
+    `gram`: the n x n Gram matrix of z - mean(z) when the caller already has it."""
+    if gram is None:
+        z = z - z.mean(axis=0)
+        gram = z @ z.T
     sq_norms = np.diag(gram)
     sq = sq_norms[:, None] + sq_norms[None, :] - 2.0 * gram
     np.maximum(sq, 0.0, out=sq)
@@ -275,98 +275,3 @@ def probe_accuracy(X: ArrayLike, y: ArrayLike, test_size: float = 0.3, seed: int
     labels = check_binary_labels(y, x.shape[0], "y")
     train, test = stratified_split(labels, test_size, seed)
     return fit_score(x[train], labels[train], x[test], labels[test])
-
-
-def layer_statistics(
-    h_harmful: ArrayLike,
-    h_harmless: ArrayLike,
-    n_perm: int = 1000,
-    q: float = 0.05,
-    test_size: float = 0.3,
-    seed: int = 0,
-    permanova_distance: PermanovaDistance = "euclidean",
-) -> LayerStatistics:
-    """PERMANOVA, MMD (with BH-FDR across layers) and probe accuracy at every layer of [n, L, d].
-
-    Every layer uses the same seed, so a layer's numbers equal those of the single-layer calls.
-    """
-    pos = as_finite_array(h_harmful, "h_harmful", 3)
-    neg = as_finite_array(h_harmless, "h_harmless", 3)
-    check_min_rows(pos, "h_harmful")
-    check_min_rows(neg, "h_harmless")
-    check_same_features(pos, neg, "h_harmful", "h_harmless")
-    m = pos.shape[0]
-
-    def stacked(layer: int) -> FloatArray:
-        return np.vstack([pos[:, layer, :], neg[:, layer, :]]).astype(np.float64)
-
-    return labelled_layer_statistics(
-        stacked, pos.shape[1], np.arange(m + neg.shape[0]) < m, n_perm=n_perm, q=q,
-        test_size=test_size, seed=seed, permanova_distance=permanova_distance,
-    )  # fmt: skip
-
-
-def labelled_layer_statistics(
-    layer_rows: Callable[[int], FloatArray],
-    n_layers: int,
-    is_harmful: ArrayLike,
-    n_perm: int = 1000,
-    q: float = 0.05,
-    test_size: float = 0.3,
-    seed: int = 0,
-    permanova_distance: PermanovaDistance = "euclidean",
-) -> LayerStatistics:
-    """`layer_statistics` of labelled rows: `layer_rows(l)` gives layer l as float64 [n, d].
-
-    The rows are taken harmful first (each class in its given order), exactly as
-    `layer_statistics(h[is_harmful], h[~is_harmful])` stacks them, so the numbers are the same;
-    but only one layer is ever held, never a copy of the [n, L, d] stack.
-    """
-    if permanova_distance not in ("euclidean", "sqeuclidean"):
-        raise ValueError(
-            f"permanova_distance must be 'euclidean' or 'sqeuclidean', got {permanova_distance!r}"
-        )
-    n_perm = _check_n_perm(n_perm)
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"q must be in (0, 1), got {q}")
-    harmful = np.asarray(is_harmful, dtype=bool)
-    order = np.concatenate([np.flatnonzero(harmful), np.flatnonzero(~harmful)])
-    m = int(harmful.sum())
-    check_min_rows(order[:m], "h_harmful")
-    check_min_rows(order[m:], "h_harmless")
-    labels = np.zeros(order.size, dtype=bool)
-    labels[:m] = True
-    codes = (~labels).astype(np.int64)  # 0 = harmful, 1 = harmless
-    train, test = stratified_split(labels, test_size, seed)
-    keep = order if np.any(order != np.arange(order.size)) else None
-
-    def one_layer(layer: int) -> tuple[float, ...]:
-        z = layer_rows(layer)
-        if keep is not None:
-            z = z[keep]
-        sq = _sq_distances(z)
-        perma = _permanova_core(sq, codes, n_perm, seed, permanova_distance)
-        mmd = _mmd_core(sq, m, None, n_perm, seed)
-        del sq
-        acc = fit_score(z[train], labels[train], z[test], labels[test])
-        return perma.pseudo_f, perma.p_value, mmd.mmd2, mmd.p_value, mmd.gamma, acc
-
-    columns = np.array(map_layers(one_layer, n_layers), dtype=np.float64).reshape(n_layers, 6)
-    out = dict(zip(("f", "pf", "mmd", "pm", "gamma", "acc"), columns.T, strict=True))
-
-    bh_f = benjamini_hochberg(out["pf"], q)
-    bh_m = benjamini_hochberg(out["pm"], q)
-    return LayerStatistics(
-        pseudo_f=out["f"],
-        permanova_p=out["pf"],
-        permanova_p_adjusted=bh_f.adjusted,
-        permanova_reject=bh_f.reject,
-        mmd2=out["mmd"],
-        mmd_p=out["pm"],
-        mmd_p_adjusted=bh_m.adjusted,
-        mmd_reject=bh_m.reject,
-        gamma=out["gamma"],
-        probe_accuracy=out["acc"],
-        n_perm=n_perm,
-        q=float(q),
-    )

@@ -24,7 +24,7 @@ from skindeep.geometry._checks import (
     check_same_shape,
 )
 from skindeep.geometry._parallel import map_layers
-from skindeep.geometry._spectral import centered_spectrum
+from skindeep.geometry._spectral import GramSource, centered_spectrum
 from skindeep.geometry.directions import _pca_from_spectrum
 
 IntArray = NDArray[np.int64]
@@ -112,13 +112,17 @@ def energy_rank(singular_values: ArrayLike, eps: float = 0.05) -> int:
     return int(np.searchsorted(cumulative, target, side="left") + 1)
 
 
-def layer_subspace(D_l: FloatArray, k: int | None, eps: float, empty: bool) -> Subspace:
+def layer_subspace(
+    D_l: FloatArray, k: int | None, eps: float, empty: bool, row_gram: GramSource | None = None
+) -> Subspace:
     """One layer's subspace from its float64 difference matrix D_l [n, d] (see safety_subspace).
 
-    `empty` is the layer's verdict from `no_energy_layers` over all layers of the pair.
+    `empty` is the layer's verdict from `no_energy_layers` over all layers of the pair;
+    `row_gram` gives the n x n Gram matrix of the centered D_l when the caller shares it.
     """
     n, d = D_l.shape
-    spec = centered_spectrum(D_l, None if empty else k, None if empty or k is not None else eps)
+    k_hint, eps_hint = None if empty else k, None if empty or k is not None else eps
+    spec = centered_spectrum(D_l, k_hint, eps_hint, row_gram)
     s = spec.singular_values
     if empty:
         return Subspace(basis=np.zeros((d, 0)), k=0, singular_values=s, energy=0.0)
@@ -158,18 +162,36 @@ def pair_subspace(
     The same result as `safety_subspace(h_aligned.astype(float64) - h_base)` without holding
     the whole float64 difference (at L = 32, n = 2000, d = 4096 that copy alone is 2 GiB).
     """
+    a, b = _checked_pair(h_aligned, h_base)
+    eps = check_eps(eps)
+    n, n_layers, d = a.shape
+    _check_k(k, n, d)
+    return _per_layer(lambda i: _pair_difference(a, b, i), n_layers, k, eps)
+
+
+def pair_empty_layers(h_aligned: ArrayLike, h_base: ArrayLike) -> BoolArray:
+    """[L] `no_energy_layers` of D = h_aligned - h_base [n, L, d]: the layers `pair_subspace`
+    leaves empty, found one float64 layer at a time (for callers that build subspaces layer by
+    layer with `layer_subspace`)."""
+    a, b = _checked_pair(h_aligned, h_base)
+    n_layers = a.shape[1]
+    return no_energy_layers(
+        map_layers(lambda i: centered_energy(_pair_difference(a, b, i)), n_layers)
+    )
+
+
+def _checked_pair(h_aligned: ArrayLike, h_base: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Finite paired [n, L, d] stacks of the same shape with at least 2 rows (no copy)."""
     a = as_finite_array(h_aligned, "h_aligned", 3)
     b = as_finite_array(h_base, "h_base", 3)
     check_same_shape(a, b, "h_aligned", "h_base")
     check_min_rows(a, "h_aligned")
-    eps = check_eps(eps)
-    n, n_layers, d = a.shape
-    _check_k(k, n, d)
+    return a, b
 
-    def layer(i: int) -> FloatArray:
-        return np.asarray(a[:, i, :], dtype=np.float64) - b[:, i, :]
 
-    return _per_layer(layer, n_layers, k, eps)
+def _pair_difference(a: np.ndarray, b: np.ndarray, i: int) -> FloatArray:
+    """D_l = a_l - b_l of layer i in float64."""
+    return np.asarray(a[:, i, :], dtype=np.float64) - b[:, i, :]
 
 
 def _check_k(k: int | None, n: int, d: int) -> None:
@@ -379,12 +401,22 @@ def linear_cka(X: ArrayLike, Y: ArrayLike) -> float:
     n, p = x.shape
     q = y.shape[1]
     if n < max(p, q):
-        kx, ky = x @ x.T, y @ y.T
-        cross = float(np.sum(kx * ky))
-        norm_x, norm_y = np.linalg.norm(kx), np.linalg.norm(ky)
-    else:
-        cross = float(np.linalg.norm(y.T @ x) ** 2)
-        norm_x, norm_y = np.linalg.norm(x.T @ x), np.linalg.norm(y.T @ y)
+        return cka_from_grams(x @ x.T, y @ y.T)
+    cross = float(np.linalg.norm(y.T @ x) ** 2)
+    return _cka_ratio(cross, float(np.linalg.norm(x.T @ x)), float(np.linalg.norm(y.T @ y)))
+
+
+def cka_from_grams(kx: FloatArray, ky: FloatArray) -> float:
+    """Linear CKA from the n x n Gram matrices of the column-centered X and Y (`linear_cka`'s
+    route when n is below the feature dimensions): <Kx, Ky>_F / (||Kx||_F ||Ky||_F)."""
+    if kx.shape != ky.shape or kx.ndim != 2 or kx.shape[0] != kx.shape[1]:
+        raise ValueError(f"expected two n x n Gram matrices, got {kx.shape} and {ky.shape}")
+    cross = float(np.sum(kx * ky))
+    return _cka_ratio(cross, float(np.linalg.norm(kx)), float(np.linalg.norm(ky)))
+
+
+def _cka_ratio(cross: float, norm_x: float, norm_y: float) -> float:
+    """cross / (norm_x norm_y), raising for a constant representation (a zero norm)."""
     if norm_x == 0.0 or norm_y == 0.0:
         raise ValueError("linear CKA is undefined for a constant representation")
     return float(cross / (norm_x * norm_y))

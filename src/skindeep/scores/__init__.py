@@ -1,29 +1,24 @@
-"""From a model pair to scores: the audit config, pipeline glue and its result objects."""
+"""From a model pair to scores: the audit config, pipeline glue and its result objects.
 
-from skindeep.scores.audit import (
-    PairMismatchError,
-    PairStores,
-    audit_pair,
-    check_compatible,
-    collect_pair,
-    model_info,
-)
-from skindeep.scores.config import AuditConfig
-from skindeep.scores.pair import AlphaChoice, PairGeometry, pair_geometry
-from skindeep.scores.result import AuditResult, ModelInfo, PromptInfo
+Names load lazily: the pure geometry (`pair_geometry`) and the config import without torch.
+"""
 
-__all__ = [
-    "AlphaChoice",
-    "AuditConfig",
-    "AuditResult",
-    "ModelInfo",
-    "PairGeometry",
-    "PairMismatchError",
-    "PairStores",
-    "PromptInfo",
-    "audit_pair",
-    "check_compatible",
-    "collect_pair",
-    "model_info",
-    "pair_geometry",
-]
+from skindeep.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(
+        [
+            "PairMismatchError",
+            "PairStores",
+            "audit_pair",
+            "check_compatible",
+            "collect_pair",
+            "model_info",
+        ],
+        ".audit",
+    ),
+    "AuditConfig": ".config",
+    **dict.fromkeys(["AlphaChoice", "PairGeometry", "pair_geometry"], ".pair"),
+    **dict.fromkeys(["AuditResult", "ModelInfo", "PromptInfo"], ".result"),
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -16,20 +16,18 @@ from skindeep.geometry import (
     BoolArray,
     FloatArray,
     GFSResult,
+    LabelledDesign,
+    LayerRow,
     LayerStatistics,
     SafetySubspace,
-    arditi_direction,
-    cohens_d,
     consecutive_angles,
-    geometric_fragility,
-    labelled_layer_statistics,
-    linear_cka,
-    map_layers,
-    pair_subspace,
+    gfs_from_layers,
+    pair_empty_layers,
     select_cpca_alpha,
     stratified_split,
 )
 from skindeep.scores.config import AuditConfig
+from skindeep.scores.pair_pass import PassInputs, measure_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,67 +134,25 @@ def _choose_alpha(
     return AlphaChoice(float(alpha), alphas, accuracies)
 
 
-def _arditi_effects(
-    aligned: np.ndarray, harmful: np.ndarray, train: np.ndarray, test: np.ndarray
-) -> tuple[FloatArray, FloatArray]:
-    """Per-layer |d| on the Arditi direction: in-sample, and fitted on train, scored on test."""
-    n_layers = aligned.shape[1]
-    in_sample, heldout = np.empty(n_layers), np.full(n_layers, np.nan)
-    enough = min(harmful[test].sum(), (~harmful[test]).sum()) >= 2
-    for layer in range(n_layers):
-        h = aligned[:, layer].astype(np.float64)
-        a = arditi_direction(h[harmful], h[~harmful])
-        in_sample[layer] = abs(cohens_d(h[harmful] @ a, h[~harmful] @ a))
-        if enough:
-            tr, te = h[train], h[test]
-            a_tr = arditi_direction(tr[harmful[train]], tr[~harmful[train]])
-            proj = te @ a_tr
-            heldout[layer] = abs(cohens_d(proj[harmful[test]], proj[~harmful[test]]))
-    return in_sample, heldout
-
-
-def _layer_tests(
-    aligned: np.ndarray, base: np.ndarray, harmful: np.ndarray, config: AuditConfig
-) -> LayerStatistics:
-    """Layer statistics on the layers where the tested activations vary; constant layers (e.g.
+def _layer_tests(rows: list[LayerRow | None], design: LabelledDesign) -> LayerStatistics:
+    """BH-corrected layer statistics of the layers whose tested rows vary; constant layers (e.g.
     D_l = 0 where alignment left a block untouched) get NaN and take no part in the BH
-    correction. One float64 layer at a time: the [n, L, d] stack is never copied."""
-    n_layers = aligned.shape[1]
-
-    def rows(layer: int) -> np.ndarray:
-        h = np.asarray(aligned[:, layer], dtype=np.float64)
-        return h if config.stats_on == "aligned" else h - base[:, layer]
-
-    def varies(layer: int) -> bool:
-        h = aligned[:, layer] if config.stats_on == "aligned" else rows(layer)
-        return bool(np.any(h != h[:1]))
-
-    idx = np.flatnonzero([varies(i) for i in range(n_layers)])
-    part = None
-    if idx.size:
-        part = labelled_layer_statistics(
-            lambda i: rows(int(idx[i])), idx.size, harmful, n_perm=config.n_perm, q=config.q,
-            test_size=config.test_size, seed=config.seed,
-            permanova_distance=config.permanova_distance,
-        )  # fmt: skip
-    if part is not None and idx.size == n_layers:
+    correction."""
+    idx = np.flatnonzero([row is not None for row in rows])
+    part = design.statistics([rows[i] for i in idx]) if idx.size else None
+    if part is not None and idx.size == len(rows):
         return part
-    fields: dict = {"n_perm": config.n_perm, "q": config.q}
+    fields: dict = {"n_perm": design.n_perm, "q": design.q}
     for f in dataclasses.fields(LayerStatistics):
         if f.name in fields:
             continue
-        full = np.zeros(n_layers, bool) if f.name.endswith("reject") else np.full(n_layers, np.nan)
+        full = (
+            np.zeros(len(rows), bool) if f.name.endswith("reject") else np.full(len(rows), np.nan)
+        )
         if part is not None:
             full[idx] = getattr(part, f.name)
         fields[f.name] = full
     return LayerStatistics(**fields)
-
-
-def _relative_change(aligned_l: np.ndarray, base_l: np.ndarray) -> float:
-    """||D_l||_F / ||H_base,l||_F of one layer in float64 (0 where the base layer is all zero)."""
-    b = np.asarray(base_l, dtype=np.float64)
-    norm = float(np.linalg.norm(b))
-    return float(np.linalg.norm(aligned_l - b)) / (norm if norm > 0 else 1.0)
 
 
 def pair_geometry(
@@ -224,23 +180,21 @@ def pair_geometry(
     except ValueError as exc:
         raise PromptError(f"too few prompts for a held-out split: {exc}") from exc
 
-    subspace = pair_subspace(aligned, base, k=config.k, eps=config.eps)  # marks empty layers
-    choice = (
-        _choose_alpha(aligned, base, harmful, config, subspace.empty)
-        if config.select_alpha
-        else None
-    )
+    empty = pair_empty_layers(aligned, base)
+    choice = _choose_alpha(aligned, base, harmful, config, empty) if config.select_alpha else None
     alpha = choice.alpha if choice is not None else config.alpha
-    gfs = {
-        "code": geometric_fragility(aligned, base, harmful, "code", subspace=subspace),
-        "paper": geometric_fragility(aligned, base, harmful, "paper", alpha, subspace=subspace),
-    }
-    relative_change = np.array(
-        map_layers(lambda i: _relative_change(aligned[:, i], base[:, i]), n_layers)
+    design = LabelledDesign.of(
+        harmful, config.n_perm, config.q, config.test_size, config.seed, config.permanova_distance
     )
-    cka = np.array(map_layers(lambda i: linear_cka(aligned[:, i], base[:, i]), n_layers))
-    stats = _layer_tests(aligned, base, harmful, config)
-    arditi_d, arditi_d_heldout = _arditi_effects(aligned, harmful, train, test)
+    inputs = PassInputs(aligned, base, harmful, empty, alpha, train, test, design)
+    per_layer = measure_layers(inputs, config)
+    subspace = SafetySubspace(
+        layers=tuple(m.subspace for m in per_layer), eps=config.eps, fixed_k=config.k
+    )
+    gfs = {
+        "code": gfs_from_layers([m.code for m in per_layer], empty, "code"),
+        "paper": gfs_from_layers([m.paper for m in per_layer], empty, "paper", alpha),
+    }
     return PairGeometry(
         layers=layer_ids,
         gfs=gfs,
@@ -248,11 +202,11 @@ def pair_geometry(
         alpha_choice=choice,
         subspace=subspace,
         angles=consecutive_angles(subspace),
-        cka=cka,
-        stats=stats,
+        cka=np.array([m.cka for m in per_layer]),
+        stats=_layer_tests([m.stats for m in per_layer], design),
         stats_on=config.stats_on,
         permanova_distance=config.permanova_distance,
-        arditi_d=arditi_d,
-        arditi_d_heldout=arditi_d_heldout,
-        relative_change=relative_change,
+        arditi_d=np.array([m.arditi_d for m in per_layer]),
+        arditi_d_heldout=np.array([m.arditi_d_heldout for m in per_layer]),
+        relative_change=np.array([m.relative_change for m in per_layer]),
     )
