@@ -156,3 +156,22 @@ def test_gram_route_picks_either_eigensolver_and_matches_the_svd(
     np.testing.assert_allclose(overlap[s_ref[:k_ref] > 1.01 * s_ref[1 : k_ref + 1]], 1.0, atol=1e-8)
     fixed = safety_subspace(D, k=20).layers[0]  # a fixed k beyond the Lanczos share
     np.testing.assert_allclose(np.abs(fixed.basis.T @ vt_ref[:20].T).diagonal()[:3], 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+def test_two_group_pseudo_f_with_one_product_equals_the_per_group_sums(distance: str) -> None:
+    from skindeep.geometry import stats
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((60, 9)) + 5.0  # off-centre: the shortcut's sums do not cancel to 0
+    x[:25] += 0.7
+    sq = stats._sq_distances(x)
+    delta2 = sq if distance == "euclidean" else sq**2
+    codes = rng.permuted(np.tile((np.arange(60) >= 25).astype(np.int64), (40, 1)), axis=1)
+    got = stats._pseudo_f(delta2, codes, np.array([25, 35]))
+    for row, f in zip(codes, got, strict=True):  # the definition, one group at a time
+        within = sum(
+            delta2[np.ix_(row == g, row == g)].sum() / (2 * (row == g).sum()) for g in (0, 1)
+        )
+        total = delta2.sum() / (2 * 60)
+        assert f == pytest.approx((total - within) / (within / 58), rel=1e-10)

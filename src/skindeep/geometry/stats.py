@@ -133,14 +133,25 @@ def _p_value(observed: float, null: FloatArray) -> float:
 
 
 def _pseudo_f(delta2: FloatArray, codes: np.ndarray, sizes: np.ndarray) -> FloatArray:
-    """Pseudo-F for each row of group codes [b, N], given the squared dissimilarities delta2."""
+    """Pseudo-F for each row of group codes [b, N], given the squared dissimilarities delta2.
+
+    With two groups one product serves both: for the 0/1 membership m of group 0, group 1's
+    within-sum is 1^T delta2 1 - 2 m^T delta2 1 + m^T delta2 m (delta2 is symmetric).
+    """
     n = delta2.shape[0]
     n_groups = sizes.size
-    ss_total = delta2.sum() / (2.0 * n)
-    ss_within = np.zeros(codes.shape[0])
-    for g in range(n_groups):
-        member = (codes == g).astype(np.float64)
-        ss_within += np.einsum("bi,bi->b", member @ delta2, member) / (2.0 * sizes[g])
+    total = delta2.sum()
+    ss_total = total / (2.0 * n)
+    if n_groups == 2:
+        member = (codes == 0).astype(np.float64)
+        inside = np.einsum("bi,bi->b", member @ delta2, member)
+        outside = total - 2.0 * (member @ delta2.sum(axis=0)) + inside
+        ss_within = inside / (2.0 * sizes[0]) + outside / (2.0 * sizes[1])
+    else:
+        ss_within = np.zeros(codes.shape[0])
+        for g in range(n_groups):
+            member = (codes == g).astype(np.float64)
+            ss_within += np.einsum("bi,bi->b", member @ delta2, member) / (2.0 * sizes[g])
     with np.errstate(divide="ignore", invalid="ignore"):
         return ((ss_total - ss_within) / (n_groups - 1)) / (ss_within / (n - n_groups))
 
