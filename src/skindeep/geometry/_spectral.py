@@ -169,16 +169,20 @@ class _BaseShiftInverse:
     steps at alpha = 100.
     """
 
-    def __init__(self, bc: FloatArray, gram: FloatArray, alpha: float) -> None:
-        self.bc, self.gram, self.alpha = bc, gram, alpha
+    def __init__(
+        self, bc: FloatArray, gram: FloatArray, alpha: float, divisor: float = 1.0
+    ) -> None:
+        """`gram / divisor` is B B^T (a shared unscaled Gram matrix is divided per shift, so no
+        scaled copy of it is held)."""
+        self.bc, self.gram, self.alpha, self.divisor = bc, gram, alpha, divisor
         self.sigma = 0.0
         self.factor: tuple[FloatArray, bool] | None = None
 
     def set_shift(self, sigma: float) -> None:
         """Refactor for a new shift sigma > 0."""
         self.sigma = sigma
-        if self.alpha > 0.0:  # gram + (sigma / alpha) I, factored in place (no extra copies)
-            shifted = self.gram.copy()
+        if self.alpha > 0.0:  # B B^T + (sigma / alpha) I, factored in place (one n_b^2 array)
+            shifted = self.gram / self.divisor
             shifted.flat[:: shifted.shape[0] + 1] += sigma / self.alpha
             self.factor = scipy.linalg.cho_factor(
                 shifted.T, lower=True, overwrite_a=True, check_finite=False
@@ -220,11 +224,12 @@ def contrast_top_vector(
     def contrast(v: FloatArray) -> FloatArray:
         return tc.T @ (tc @ v) - alpha * (bc.T @ (bc @ v))
 
-    gram = np.zeros((0, 0))  # alpha = 0: the preconditioner is a plain scaling, no Gram
-    if alpha > 0.0:
-        n_b = background.shape[0]
-        gram = bc @ bc.T if background_gram is None else background_gram() / (n_b - 1)
-    precondition = _BaseShiftInverse(bc, gram, alpha)
+    if alpha == 0.0:  # the preconditioner is a plain scaling: no Gram matrix
+        precondition = _BaseShiftInverse(bc, np.zeros((0, 0)), alpha)
+    elif background_gram is None:
+        precondition = _BaseShiftInverse(bc, bc @ bc.T, alpha)
+    else:  # the caller's Gram of the unscaled rows: B B^T = gram / (n_b - 1)
+        precondition = _BaseShiftInverse(bc, background_gram(), alpha, background.shape[0] - 1)
     precondition.set_shift(trace_target / max(1, min(tc.shape[0] - 1, d)))  # mean variance
     basis = np.empty((d, 0))
     images = np.empty((d, 0))
