@@ -8,6 +8,7 @@ models or files. Subspace bases are [d, k] with orthonormal columns.
 from skindeep.geometry._checks import BoolArray, FloatArray
 from skindeep.geometry._parallel import map_layers
 from skindeep.geometry._probe import stratified_split
+from skindeep.geometry.cka import cka_from_grams, linear_cka
 from skindeep.geometry.directions import (
     CPCA_ALPHAS,
     AlphaSelection,
@@ -63,11 +64,9 @@ from skindeep.geometry.subspace import (
     SafetySubspace,
     Subspace,
     centered_energy,
-    cka_from_grams,
     consecutive_angles,
     energy_rank,
     layer_subspace,
-    linear_cka,
     no_energy_layers,
     pair_empty_layers,
     pair_subspace,

@@ -11,6 +11,7 @@ out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -109,12 +110,14 @@ def measure_layer(inputs: PassInputs, config: AuditConfig, i: int) -> LayerMeasu
     return LayerMeasures(subspace, code, paper, cka, relative_change, stats, arditi_d, heldout)
 
 
-def _tests(layer: PairLayer, design: LabelledDesign, kind: str) -> LayerRow | None:
+def _tests(
+    layer: PairLayer, design: LabelledDesign, kind: Literal["aligned", "difference"]
+) -> LayerRow | None:
     """The layer tests on the aligned or difference rows; None when those rows are all equal."""
     z = layer.aligned if kind == "aligned" else layer.difference
     if not np.any(z != z[:1]):
         return None
-    return design.layer_row(z, layer.gram("aligned" if kind == "aligned" else "difference"))
+    return design.layer_row(z, layer.gram(kind))
 
 
 def _arditi_effects(layer: PairLayer, train: np.ndarray, test: np.ndarray) -> tuple[float, float]:
