@@ -2,8 +2,8 @@
 
 Each aligned organism of the zoo spec built at the asked build seed with the current recipes
 (found by content hash in the organisms folder, default $SKINDEEP_CACHE/organisms; nothing is
-trained) is audited against its own base on the organism language's held-out prompts, with the register
-(en/fr) and mood (question/statement) neutral contrasts. Columns:
+trained) is audited against its own base on the organism language's held-out prompts, with the
+register (en/fr) and mood (question/statement) neutral contrasts. Columns:
 |cos(u_1, Arditi)| of each variant at the GFS peak layer, mean rho per variant (uncentered and
 the template's centered), the neutral contrasts' template rho, the spectral-gap share, and the
 base contrast |m_base|/|m_aligned - m_base| at the peak (how much of the harmful-minus-harmless
