@@ -11,7 +11,7 @@ null are (the null drop counts them). Target per organism: drop >= 0.80, null dr
 evaluation KL < 0.10. A selection with no surviving candidate is an error row, not NaN.
 
     python benchmarks/zoo_ablation.py [--zoo default] [--seeds 0,1,2] [--forms affine]
-        [--steering midpoint] [--built-only] [--weights] [--json FILE]
+        [--steering midpoint] [--built-only] [--weights] [--degenerate-check] [--json FILE]
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ import statistics
 import time
 from pathlib import Path
 from typing import Any
+
+
+def check_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The selection's degenerate check (`--degenerate-check`): generate as many tokens as the
+    evaluation does on the validation harmful prompts; off by default (Arditi's selection)."""
+    if not args.degenerate_check:
+        return {}
+    return {"degenerate_check": True, "degenerate_check_tokens": args.max_new_tokens}
 
 
 def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -38,7 +46,7 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         ks=(1,),
         ablation=form,
         val_fraction=args.n_val / n_find,
-        selection=SelectionOptions(steering_threshold=steering),
+        selection=SelectionOptions(steering_threshold=steering, **check_options(args)),
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         batch_size=32,
@@ -54,10 +62,16 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
             organism_prompts(False, "heldout", n=n_eval, seed=args.seed),
             config,
         )
-    except SelectionError:
-        return {**row, "selected": "none passed", "meets_target": "error: no direction"}
+    except SelectionError as exc:
+        row.update(selected="none passed", meets_target="error: no direction")
+        return {**row, "why": str(exc)} if args.degenerate_check else row
     assert run.selection is not None
     best = run.selection.best
+    if args.degenerate_check:  # every candidate generated from: layer/position, degenerate/n
+        n = run.selection.n_prompts["harmful_val"]
+        row["checked"] = [
+            f"L{c.layer}/{c.position}: {c.degenerate}/{n}" for c in run.selection.checked
+        ]
     test = run.dose.causal_test("arditi")
     after = run.dose.curve("arditi").at(1).counts
     row.update(
@@ -137,6 +151,12 @@ def main() -> None:
     parser.add_argument(
         "--built-only", action="store_true", help="skip organisms not in the cache (no builds)"
     )
+    parser.add_argument(
+        "--degenerate-check",
+        action="store_true",
+        help="selection: pass over candidates whose ablated generations on the validation "
+        "harmful prompts loop (SelectionOptions.degenerate_check; off: Arditi's selection)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -162,11 +182,12 @@ def main() -> None:
                 print(json.dumps({"organism": aligned.name, "seed": seed, "skipped": "not built"}))
                 continue
             for form in args.forms.split(","):
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 row = ablate_organism(organism.path, form, args)
                 behaves = organism.meets_behaviour
                 row = {"organism": aligned.name, "seed": seed, "behaviour": behaves, **row}
                 row["seconds"] = round(time.perf_counter() - start, 1)
+                row["cpu_s"] = round(time.process_time() - cpu, 2)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     for line in summary(rows, seeds):

@@ -29,6 +29,7 @@ from skindeep.cli._common import (
     console,
     default_of,
     finite,
+    flag_name,
     option_error,
     out_folder,
     progress,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from skindeep.dose import AblationRun, DosePoint, DoseResponse
 
 out_console = Console()
+#: The selection's degenerate-check settings, named as flags in validation messages.
+CHECK_FIELDS = ("degenerate_check", "max_degenerate", "degenerate_check_tokens", "max_checked")
 
 
 class Mode(StrEnum):
@@ -145,6 +148,13 @@ def _report(run: AblationRun) -> None:
     """The selection summary, the table and each basis' causal test at its first dose."""
     selection = run.selection
     if selection is not None:
+        n = selection.n_prompts["harmful_val"]
+        for c in selection.checked:
+            verdict = "passed over" if "degenerate" in c.reasons else "kept"
+            console.print(
+                f"degenerate check: layer {c.layer}, position {c.position}: {c.degenerate}/{n} "
+                f"validation answers degenerate under its ablation: {verdict}"
+            )
         best = selection.best
         console.print(
             f"selected layer {best.layer}, position {best.position} ({best.token}): ablated "
@@ -227,6 +237,24 @@ def ablate_command(
             "'midpoint' (halfway from the harmless to the harmful baseline score)"
         ),
     ] = str(default_of(SelectionOptions, "steering_threshold")),
+    degenerate_check: Annotated[
+        bool,
+        typer.Option(
+            help="select: after Arditi's filters, generate on the harmful validation prompts with "
+            "each candidate ablated (rank order) and pass over those whose answers loop"
+        ),
+    ] = default_of(SelectionOptions, "degenerate_check"),
+    max_degenerate: Annotated[
+        float,
+        typer.Option(help="select --degenerate-check: largest share of degenerate answers kept"),
+    ] = default_of(SelectionOptions, "max_degenerate"),
+    degenerate_check_tokens: Annotated[
+        int, typer.Option(help="select --degenerate-check: greedy tokens per answer")
+    ] = default_of(SelectionOptions, "degenerate_check_tokens"),
+    max_checked: Annotated[
+        int,
+        typer.Option(help="select --degenerate-check: candidates generated from before giving up"),
+    ] = default_of(SelectionOptions, "max_checked"),
     seed: Annotated[int, typer.Option(help="Seed of splits and random nulls")] = default_of(
         AblateConfig, "seed"
     ),
@@ -263,7 +291,12 @@ def ablate_command(
             n_random=n_random,
             val_fraction=val_fraction,
             selection=SelectionOptions(
-                kl_threshold=kl_threshold, steering_threshold=parse_threshold(steering_threshold)
+                kl_threshold=kl_threshold,
+                steering_threshold=parse_threshold(steering_threshold),
+                degenerate_check=degenerate_check,
+                max_degenerate=finite(max_degenerate, "--max-degenerate"),
+                degenerate_check_tokens=degenerate_check_tokens,
+                max_checked=max_checked,
             ),
             seed=seed,
             max_new_tokens=max_new_tokens,
@@ -272,6 +305,7 @@ def ablate_command(
         )
     except ValidationError as exc:
         flags = {"ks": "--k", "layer": "--layer", "directions": "--directions"}
+        flags.update({f: flag_name(f) for f in CHECK_FIELDS})
         raise option_error(exc, flags) from None
     check_model_source(model)
     if base is not None:

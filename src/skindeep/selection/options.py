@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from skindeep.errors import SkindeepError
 from skindeep.interventions.ablation import AblationForm
@@ -15,6 +15,8 @@ REASONS: dict[str, str] = {
     "layer": "layer >= max_layer_fraction * L",
     "kl": "mean KL on harmless prompts under ablation > kl_threshold",
     "steering": "steering score on harmless prompts <= steering_threshold",
+    "degenerate": "under its ablation, the share of degenerate (or empty) greedy generations on "
+    "harmful validation prompts > max_degenerate (the optional degenerate check)",
 }
 
 
@@ -58,6 +60,43 @@ class SelectionOptions(BaseModel):
         description="'projection': Arditi's h - r r^T h; 'affine': h - r r^T (h - mu_l), mu_l the "
         "mean harmless block input at the candidate's position (Marshall et al. 2024)",
     )
+    degenerate_check: bool = Field(
+        False,
+        description="after the filters, generate greedily on the harmful validation prompts "
+        "with each candidate ablated (rank order, all layers, this form) and pass over those "
+        "whose ablated model loops: the next-token KL cannot see a loop that starts later",
+    )
+    max_degenerate: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="degenerate check: reject a candidate whose share of degenerate or empty "
+        "generations exceeds this",
+    )
+    degenerate_check_tokens: int = Field(
+        32, ge=1, description="degenerate check: greedy tokens generated per prompt"
+    )
+    max_checked: int = Field(
+        5,
+        ge=1,
+        description="degenerate check: candidates generated from, in rank order, before the "
+        "selection gives up (no direction)",
+    )
+
+    @model_validator(mode="after")
+    def _check_settings_need_the_check(self) -> SelectionOptions:
+        """A degenerate-check setting without the check would silently do nothing."""
+        changed = [
+            name
+            for name in ("max_degenerate", "degenerate_check_tokens", "max_checked")
+            if getattr(self, name) != type(self).model_fields[name].default
+        ]
+        if changed and not self.degenerate_check:
+            raise ValueError(
+                f"degenerate_check is off, so {', '.join(changed)} would do nothing: turn "
+                "degenerate_check on"
+            )
+        return self
 
 
 def steering_cutoff(

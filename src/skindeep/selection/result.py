@@ -33,6 +33,9 @@ class Candidate:
     """Mean KL(original || ablated) on harmless validation prompts, last position, nats."""
     reasons: tuple[str, ...] = ()
     """Codes of the filters it failed (see REASONS); empty when it passed."""
+    degenerate: int | None = None
+    """Degenerate or empty greedy answers to the harmful validation prompts under its ablation
+    (the optional degenerate check); None when it was not checked."""
 
     @property
     def passed(self) -> bool:
@@ -70,12 +73,26 @@ class DirectionSelection:
         """The selected candidate; raises SelectionError when every candidate was discarded."""
         if self.chosen is None:
             counts = {r: sum(r in c.reasons for c in self.candidates) for r in REASONS}
+            unchecked = sum(c.passed for c in self.candidates)
             raise SelectionError(
                 f"no candidate direction passed the filters (of {len(self.candidates)}: "
                 + ", ".join(f"{n} failed {r}" for r, n in counts.items() if n)
+                + (
+                    f"; {unchecked} more passed the others but were not generated from "
+                    "(max_checked)"
+                    if unchecked
+                    else ""
+                )
                 + "); see the per-candidate scores"
             )
         return self.candidates[self.chosen]
+
+    @property
+    def checked(self) -> list[Candidate]:
+        """The candidates the degenerate check generated from, in the order it took them
+        (rank order); empty when the check was off."""
+        done = [c for c in self.candidates if c.degenerate is not None]
+        return sorted(done, key=lambda c: c.ablation_score)
 
     @property
     def vector(self) -> np.ndarray:
@@ -125,6 +142,16 @@ class DirectionSelection:
             "options": self.options.model_dump(),
             "reasons": REASONS,
             "candidates": [c.to_json() for c in self.candidates],
+            "degenerate_check": [
+                {
+                    "layer": c.layer,
+                    "position": c.position,
+                    "degenerate": c.degenerate,
+                    "of": self.n_prompts["harmful_val"],
+                    "rejected": "degenerate" in c.reasons,
+                }
+                for c in self.checked
+            ],
         }
 
     def save(self, folder: str | Path) -> Path:

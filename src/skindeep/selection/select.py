@@ -6,7 +6,10 @@ scored on validation prompts: the refusal score on harmful prompts with the dire
 at every layer, the refusal score on harmless prompts with the raw vector added to its layer's
 input (steering), and the next-token KL on harmless prompts under ablation (Arditi's KL filter,
 on the validation split). Candidates at layers >= 0.8 L, with KL > 0.1 or with steering score
-<= 0 are discarded; the lowest ablated refusal score wins.
+<= 0 are discarded; the lowest ablated refusal score wins. With `degenerate_check` on (off by
+default: Arditi's method), the survivors are also generated from in rank order under ablation
+and the first whose answers to the harmful validation prompts rarely loop wins
+(`selection.degenerate`).
 
 `SelectionOptions(ablation="affine")` scores ablation in its affine form (Marshall et al. 2024):
 block inputs keep the mean harmless coordinate along the direction instead of zero, for models
@@ -169,9 +172,16 @@ def select_direction(
             )
         )
     passed = [i for i, c in enumerate(candidates) if c.passed]
+    chosen = min(passed, key=lambda i: candidates[i].ablation_score) if passed else None
+    if opts.degenerate_check and passed:
+        from skindeep.selection.degenerate import check_in_rank_order
+
+        candidates, chosen = check_in_rank_order(
+            lm, candidates, (diffs, harmless_means, offsets), harmful_val, harmful, opts, progress
+        )
     return DirectionSelection(
         candidates=tuple(candidates),
-        chosen=min(passed, key=lambda i: candidates[i].ablation_score) if passed else None,
+        chosen=chosen,
         mean_diffs=diffs,
         harmless_means=harmless_means,
         offsets=tuple(offsets),
