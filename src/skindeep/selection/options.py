@@ -29,6 +29,8 @@ class SelectionOptions(BaseModel):
 
     >>> SelectionOptions(steering_threshold="midpoint").kl_threshold
     0.1
+    >>> SelectionOptions(degenerate_check=True, max_degenerate=0.05).max_checked
+    5
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
