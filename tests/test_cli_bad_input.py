@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from interrupts import default_sigint
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 LATIN1 = "caf\u00e9 cr\u00e8me"
 ALIGNED = "micro-llama-sft-full"
@@ -39,6 +41,7 @@ def skindeep(args: list[str], cwd: Path, env: dict[str, str] | None = None, **kw
         **(env or {}),
     }
     command = [sys.executable, "-m", "skindeep", *args]
+    kwargs.setdefault("preexec_fn", default_sigint)  # Ctrl-C works even under `make test &`
     return subprocess.Popen(
         command, cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
     )

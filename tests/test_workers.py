@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from interrupts import default_sigint
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 SCRIPT = """
@@ -45,6 +47,7 @@ def test_ctrl_c_stops_a_pool_at_once_without_worker_tracebacks(tmp_path: Path) -
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=default_sigint,  # and Ctrl-C's default action, even if the suite runs as `cmd &`
     )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "finished 0.1"  # both workers are up
