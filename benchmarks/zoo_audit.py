@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo_tables import print_rows, print_seed_summary
+
 
 def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
     """One row per aligned organism of the zoo built at `build_seed` (missing ones are named)."""
@@ -78,43 +80,8 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
     return sorted(rows, key=lambda r: r[f"gfs_{args.variant}"])
 
 
-def print_table(rows: list[dict[str, Any]], title: str) -> None:
-    """The rows as a rich table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(key, justify="left" if key in ("organism", "recipe", "arch") else "right")
-    for row in rows:
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    Console(width=200).print(table)
-
-
 SEED_SUMMARY = ("gfs_code", "gfs_paper", "d_peak", "arditi_d_heldout_peak", "refusal_harmful")
 """Columns summarised over build seeds."""
-
-
-def print_seed_summary(rows: list[dict[str, Any]]) -> None:
-    """Per organism: its builds, peak layers and mean [min, max] of the key columns."""
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="over build seeds: mean \\[min, max]")
-    for key in ("organism", "builds", "peak layers", *SEED_SUMMARY):
-        table.add_column(key, justify="left" if key == "organism" else "right")
-    for name in sorted({r["organism"] for r in rows}):
-        mine = sorted((r for r in rows if r["organism"] == name), key=lambda r: r["build_seed"])
-        cells = []
-        for key in SEED_SUMMARY:
-            v = np.array([r[key] for r in mine], dtype=float)
-            spread = f" [{v.min():.3f}, {v.max():.3f}]" if len(v) > 1 else ""
-            cells.append(f"{v.mean():.3f}{spread}")
-        seeds = ",".join(str(r["build_seed"]) for r in mine)
-        layers = ",".join(str(r["peak_layer"]) for r in mine)
-        table.add_row(name, f"{len(mine)} ({seeds})", layers, *cells)
-    Console(width=220).print(table)
 
 
 def main() -> None:
@@ -140,12 +107,12 @@ def main() -> None:
         seed_rows = audit_zoo(args, build_seed)
         if seed_rows:
             title = f"zoo audit, build seed {build_seed} ({args.format}, {args.n} per class)"
-            print_table(seed_rows, title)
+            print_rows(seed_rows, title)
         rows += seed_rows
     if not rows:
         raise SystemExit(f"no built aligned organisms matching {args.match!r}")
     if len(args.build_seed) > 1:
-        print_seed_summary(rows)
+        print_seed_summary(rows, SEED_SUMMARY, listed=("peak_layer",))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

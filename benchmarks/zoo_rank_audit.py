@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo_tables import print_rows, print_seed_summary
+
 
 def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
     """One row per aligned organism built with `build_seed`."""
@@ -105,46 +107,13 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
 
 def print_table(rows: list[dict[str, Any]], title: str) -> None:
     """The rows as a rich table, and how many organisms meet |cos| >= 0.8 for M_DiD."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for key in rows[0]:
-        table.add_column(key, justify="left" if key in ("organism", "recipe") else "right")
-    for row in rows:
-        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
-    console = Console(width=260)
-    console.print(table)
+    print_rows(rows, title, width=260)
     met = sum(r["cos_did_peak"] >= 0.8 for r in rows)
-    console.print(f"|cos(u_1(M_DiD), Arditi)| >= 0.8 at the GFS peak: {met}/{len(rows)} organisms")
+    print(f"|cos(u_1(M_DiD), Arditi)| >= 0.8 at the GFS peak: {met}/{len(rows)} organisms")
 
 
 SEED_SUMMARY = ("cos_did_peak", "cos_did_best", "base_contrast_peak", "rho_naive", "rho_template")
 """Columns summarised over build seeds."""
-
-
-def print_seed_summary(rows: list[dict[str, Any]]) -> None:
-    """Per organism: number of builds and mean [min, max] of the key columns over build seeds."""
-    import numpy as np
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="over build seeds: mean \\[min, max]")
-    table.add_column("organism", justify="left")
-    table.add_column("builds", justify="right")
-    for key in SEED_SUMMARY:
-        table.add_column(key, justify="right")
-    for name in sorted({r["organism"] for r in rows}):
-        mine = [r for r in rows if r["organism"] == name]
-        cells = []
-        for key in SEED_SUMMARY:
-            v = np.array([r[key] for r in mine], dtype=float)
-            cells.append(
-                f"{v.mean():.3f}" + (f" [{v.min():.3f}, {v.max():.3f}]" if len(v) > 1 else "")
-            )
-        seeds = ",".join(str(r["build_seed"]) for r in mine)
-        table.add_row(name, f"{len(mine)} ({seeds})", *cells)
-    Console(width=260).print(table)
 
 
 def main() -> None:
@@ -176,7 +145,7 @@ def main() -> None:
     if not rows:
         raise SystemExit(f"no aligned organisms matching {args.match!r} in {args.root or 'cache'}")
     if len(args.build_seed) > 1:
-        print_seed_summary(rows)
+        print_seed_summary(rows, SEED_SUMMARY, width=260)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
