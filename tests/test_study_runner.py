@@ -434,3 +434,49 @@ def test_constant_baseline_says_why_its_rho_is_undefined():
     notes = {r["predictor"]: r["note"] for r in stats_rows(report, "auc")}
     assert notes["initial_refusal"] == "rho undefined: predictor is constant across models"
     assert notes["gfs_code"] == ""
+
+
+def test_degenerate_check_reaches_the_selection_in_new_cache_entries(micro_study, tmp_path):
+    """`degenerate_check = true`: the ablation step chooses what `select_direction` with the
+    check chooses, in its own cache entries; off, the step keys are the pre-option ones."""
+    import torch
+
+    from skindeep.cache import content_hash
+    from skindeep.models.loading import load_model
+    from skindeep.prompts import resolve_prompt_spec, split_prompts
+    from skindeep.selection import SelectionOptions, select_direction
+    from skindeep.study.jobs import model_jobs
+    from skindeep.study.pipeline import VERSIONS, step_folder, step_record_path
+
+    config, root, _ = micro_study
+    checked = StudyConfig.model_validate({**config.model_dump(), "degenerate_check": True})
+    job = model_jobs(config)[0]
+    folder = step_folder(job, config, root)
+    p = config.prompts
+    before = [config.ablation_form, config.steering_threshold, p.direction_harmful,
+              p.direction_harmless]  # fmt: skip
+    torch_version = torch.__version__.split("+")[0]
+    key = content_hash([VERSIONS["ablation"], "ablation", torch_version, before])
+    assert step_record_path(folder, "ablation", config).name == f"ablation-{key}.json"
+    for step in ("ablation", "dose"):
+        assert step_record_path(folder, step, checked) != step_record_path(folder, step, config)
+    assert step_record_path(folder, "audit", checked) == step_record_path(folder, "audit", config)
+
+    run_study(checked.model_copy(update={"only": (job.name,)}), tmp_path, root=root)
+    record = json.loads(step_record_path(folder, "ablation", checked).read_text())
+    harmful = split_prompts(resolve_prompt_spec(p.direction_harmful, harmful=True), (0.5, 0.5))
+    harmless = split_prompts(resolve_prompt_spec(p.direction_harmless, harmful=False), (0.5, 0.5))
+    opts = SelectionOptions(
+        ablation=config.ablation_form,
+        steering_threshold=config.steering_threshold,
+        degenerate_check=True,
+    )
+    sel = select_direction(load_model(job.aligned), list(harmful[0]), list(harmless[0]),
+                           list(harmful[1]), list(harmless[1]), opts)  # fmt: skip
+    if sel.chosen is None:  # every checked candidate looped: the step says why, no figure
+        assert record["ablation_drop"] is None and "degenerate" in record["reason"]
+        return
+    best = sel.best
+    assert (record["layer"], record["position"]) == (best.layer, best.position)
+    assert record["degenerate"] == best.degenerate is not None
+    assert record["ablation_drop"] == pytest.approx(sel.baseline_harmful - best.ablation_score)

@@ -158,6 +158,10 @@ class StudyConfig(BaseModel):
     """Ablation form of the direction selection (affine meets the causal targets on the zoo)."""
     steering_threshold: float | Literal["midpoint"] = "midpoint"
     """Steering cutoff of the selection (0: Arditi; 'midpoint' for low-confidence refusers)."""
+    degenerate_check: bool = False
+    """The selection's optional degenerate check (`SelectionOptions.degenerate_check`): pass
+    over candidates whose ablation makes the model loop on the validation prompts. Off, as in
+    Arditi's method; on, the ablation and dose steps get their own cache entries."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """Benign fine-tuning recipe, seeds and checkpoint spacing."""
     primary_target: Literal["auc", "retention", "steps_to_half", "keyword_retention"] = "auc"
@@ -190,6 +194,12 @@ class StudyConfig(BaseModel):
         if not self.steps.retention:
             raise ValueError("steps.retention is off: without the ground truth there is no study")
         return self
+
+    @property
+    def degenerate_check_key(self) -> list[dict[str, bool]]:
+        """The degenerate check's part of the ablation and dose steps' cache keys: empty when
+        it is off, so the keys of studies that never turn it on stay what they were."""
+        return [{"degenerate_check": True}] if self.degenerate_check else []
 
 
 def load_study_config(source: str | Path) -> StudyConfig:

@@ -26,7 +26,8 @@ def dose_settings(config: StudyConfig) -> list[Any]:
     p = config.prompts
     return [VERSION, config.dose.model_dump(mode="json"), config.ablation_form,
             config.steering_threshold, p.direction_harmful, p.direction_harmless,
-            p.eval_harmful, p.audit_harmless, config.audit.batch_size]  # fmt: skip
+            p.eval_harmful, p.audit_harmless, config.audit.batch_size,
+            *config.degenerate_check_key]  # fmt: skip
 
 
 def run_dose(models: Any, config: StudyConfig, folder: Path, done: dict) -> dict:
@@ -42,7 +43,10 @@ def run_dose(models: Any, config: StudyConfig, folder: Path, done: dict) -> dict
     cfg = AblateConfig(
         directions=d.directions, ks=d.ks, ablation=config.ablation_form, n_random=d.n_random,
         max_new_tokens=d.max_new_tokens, batch_size=config.audit.batch_size,
-        selection=SelectionOptions(steering_threshold=config.steering_threshold),
+        selection=SelectionOptions(
+            steering_threshold=config.steering_threshold,
+            degenerate_check=config.degenerate_check,
+        ),
     )  # fmt: skip
     uses_base = any(builder_name(s) in BASE_USERS and s != "svd" for s in d.directions)
     run = ablate(

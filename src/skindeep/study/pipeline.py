@@ -137,7 +137,9 @@ def _ablation(models: _Models, config: StudyConfig, folder: Path, done: dict) ->
     harmless = split_prompts(resolve_prompt_spec(p.direction_harmless, harmful=False), (0.5, 0.5))
     lm = models.get("aligned")
     opts = SelectionOptions(
-        ablation=config.ablation_form, steering_threshold=config.steering_threshold
+        ablation=config.ablation_form,
+        steering_threshold=config.steering_threshold,
+        degenerate_check=config.degenerate_check,
     )
     sel = select_direction(
         lm, list(harmful[0]), list(harmless[0]), list(harmful[1]), list(harmless[1]), opts
@@ -152,6 +154,7 @@ def _ablation(models: _Models, config: StudyConfig, folder: Path, done: dict) ->
         "layer": int(best.layer),
         "position": int(best.position),
         "baseline_harmful": float(sel.baseline_harmful),
+        "degenerate": best.degenerate,  # None unless the degenerate check generated from it
         "reason": None,
     }
 
@@ -206,7 +209,7 @@ def _step_settings(name: str, config: StudyConfig) -> Any:
         return [config.audit.batch_size, p.audit_harmful, p.audit_harmless]
     if name == "ablation":
         return [config.ablation_form, config.steering_threshold, p.direction_harmful,
-                p.direction_harmless]  # fmt: skip
+                p.direction_harmless, *config.degenerate_check_key]  # fmt: skip
     if name == "sweep":
         assert config.sweep is not None
         return [_step_settings("audit", config), config.sweep.model_dump(mode="json"),
