@@ -115,6 +115,9 @@ def build(
     ]
     suffix = f"-seed{spec.seed}" if spec.seed else ""
     atomic_write_json(out or organisms_dir() / f"zoo-{spec.name}{suffix}.json", rows)
+    for o in ordered:
+        if not o.meets_behaviour:
+            console.print(f"{o.name}: {o.behaviour.misses(o.kind)}", highlight=False)
     if failed and allow_missed:
         console.print(f"[yellow]kept despite missed behaviour targets:[/] {', '.join(failed)}")
     elif failed:
