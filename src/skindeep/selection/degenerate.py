@@ -16,9 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from skindeep.evaluation.generation import generate
-from skindeep.evaluation.judges import KeywordJudge
-from skindeep.evaluation.rates import OutcomeCounts
+from skindeep.evaluation import GenerationOptions, measure_refusal
 from skindeep.interventions.ablation import Ablation, AblationForm, ablation_form
 from skindeep.interventions.hooks import ablate
 from skindeep.models.loading import LoadedModel
@@ -32,20 +30,15 @@ def degenerate_count(
     direction: np.ndarray,
     ablation: Ablation,
     prompts: Sequence[str],
-    texts: Sequence[str],
     opts: SelectionOptions,
 ) -> int:
-    """Flagged (degenerate or empty) greedy answers to `texts` (formatted `prompts`) with
-    `direction` ablated at every layer in form `ablation`."""
+    """Flagged (degenerate or empty) greedy answers to the plain `prompts`, in the chat format
+    the selection scores them in, with `direction` ablated at every layer in form `ablation`."""
+    generation = GenerationOptions(
+        max_new_tokens=opts.degenerate_check_tokens, batch_size=opts.batch_size, fmt="chat"
+    )
     with ablate(lm.model, lm.adapter, direction, mode="all_layers", ablation=ablation):
-        responses = generate(
-            lm.model,
-            lm.tokenizer,
-            texts,
-            max_new_tokens=opts.degenerate_check_tokens,
-            batch_size=opts.batch_size,
-        )
-    return OutcomeCounts.from_verdicts(KeywordJudge().judge(prompts, responses)).degenerate
+        return measure_refusal(lm, prompts, options=generation).counts.degenerate
 
 
 def candidate_form(
@@ -68,7 +61,6 @@ def check_in_rank_order(
     candidates: Sequence[Candidate],
     means: tuple[np.ndarray, np.ndarray, Sequence[int]],
     prompts: Sequence[str],
-    texts: Sequence[str],
     opts: SelectionOptions,
     progress: ProgressLike = None,
 ) -> tuple[list[Candidate], int | None]:
@@ -80,11 +72,11 @@ def check_in_rank_order(
     passed = [i for i, c in enumerate(candidates) if c.passed]
     ranked = sorted(passed, key=lambda i: (candidates[i].ablation_score, i))
     out = list(candidates)
-    limit = opts.max_degenerate * len(texts)
+    limit = opts.max_degenerate * len(prompts)
     tick = progress_callback(progress, min(len(ranked), opts.max_checked), "degenerate check")
     for done, i in enumerate(ranked[: opts.max_checked], start=1):
         direction, ablation = candidate_form(out[i], *means, opts.ablation)
-        n = degenerate_count(lm, direction, ablation, prompts, texts, opts)
+        n = degenerate_count(lm, direction, ablation, prompts, opts)
         tick(done)
         if n <= limit:
             out[i] = replace(out[i], degenerate=n)

@@ -177,7 +177,7 @@ def select_direction(
         from skindeep.selection.degenerate import check_in_rank_order
 
         candidates, chosen = check_in_rank_order(
-            lm, candidates, (diffs, harmless_means, offsets), harmful_val, harmful, opts, progress
+            lm, candidates, (diffs, harmless_means, offsets), harmful_val, opts, progress
         )
     return DirectionSelection(
         candidates=tuple(candidates),
