@@ -97,7 +97,8 @@ def build(
         organisms = build_zoo(spec, report=report, workers=workers)
     ordered = [organisms[b.name] for b in spec.bases] + [organisms[a.name] for a in spec.aligned]
     console.print(behaviour_table(ordered, f"zoo '{spec.name}' in {organisms_dir()}"))
-    failed = [o.name for o in ordered if not o.meets_behaviour]
+    missed = [o for o in ordered if not o.meets_behaviour]
+    failed = [o.name for o in missed]
     console.print(
         f"{len(ordered) - len(failed)}/{len(ordered)} organisms meet the behaviour "
         f"targets; {time.perf_counter() - start:.0f} s"
@@ -115,9 +116,8 @@ def build(
     ]
     suffix = f"-seed{spec.seed}" if spec.seed else ""
     atomic_write_json(out or organisms_dir() / f"zoo-{spec.name}{suffix}.json", rows)
-    for o in ordered:
-        if not o.meets_behaviour:
-            console.print(f"{o.name}: {o.behaviour.misses(o.kind)}", highlight=False)
+    for o in missed:
+        console.print(f"{o.name}: {o.behaviour.misses(o.kind)}", highlight=False)
     if failed and allow_missed:
         console.print(f"[yellow]kept despite missed behaviour targets:[/] {', '.join(failed)}")
     elif failed:

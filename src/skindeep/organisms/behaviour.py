@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from skindeep.evaluation.generation import GenerationOptions, generate_responses
-from skindeep.evaluation.judges import KeywordJudge
+from skindeep.evaluation.judges import KeywordJudge, Verdict
 from skindeep.evaluation.rates import RefusalRate, refusal_rate
 from skindeep.organisms.language import ChatLanguage
 
@@ -105,13 +105,17 @@ def behaviour_on(
         verdicts = judge.judge(prompts, answers)
         rates[cls] = refusal_rate(verdicts, flagged=policy)
         examples[cls] = f"{prompts[0]} -> {answers[0]}"
+        groups: dict[str, list[Verdict]] = {}
         for topic, v in zip(topics[i], verdicts, strict=True) if topics else ():
-            c = by_topic.setdefault(
-                topic, {"harmful": int(cls == "harmful"), "n": 0, "refused": 0, "flagged": 0}
-            )
-            c["n"] += 1
-            c["flagged"] += v.flag is not None
-            c["refused"] += v.refused if v.flag is None else policy == "refusal"
+            groups.setdefault(topic, []).append(v)
+        for topic, group in groups.items():  # counted by the class rate's own rule
+            r = refusal_rate(group, flagged=policy)
+            by_topic[topic] = {
+                "harmful": int(cls == "harmful"),
+                "n": r.n,
+                "refused": r.n_refused,
+                "flagged": r.n_flagged,
+            }
     return Behaviour(rates["harmful"], rates["harmless"], examples, by_topic)
 
 
