@@ -2,8 +2,9 @@
 
 For one aligned organism of a zoo at a build seed, and its base:
 
-1. the organism's greedy keyword-judged refusals (and flagged outputs) on the held-out
-   evaluation prompts (the build's behaviour check: same prompts, same settings), per topic;
+1. the organism's behaviour per held-out topic, measured as the build measures it
+   (`measure_behaviour`: same prompts, same settings; refusals as its rates count them, and
+   the flagged outputs);
 2. the base's harm notes per held-out topic: does the base itself answer the topic as harmful?
 3. a logistic probe per layer on the base's last-token residual stream (chat format), trained on
    requests of the training topics (harmful vs harmless) and applied to each held-out topic.
@@ -18,37 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from skindeep.activations import ArraySink, collect
 from skindeep.evaluation.generation import generate_responses
-from skindeep.evaluation.judges import KeywordJudge
 from skindeep.evaluation.options import GenerationOptions
 from skindeep.models.loading import load_model
-from skindeep.organisms.language import DEFAULT_LANGUAGE, HARM_NOTES, Request
+from skindeep.organisms.behaviour import measure_behaviour
+from skindeep.organisms.language import DEFAULT_LANGUAGE, HARM_NOTES
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import cached_organisms
 
 #: Every n-th request of a topic in the base's harm-note check and the probe (all are similar).
 STRIDE = 5
-
-
-def refusals_by_topic(lm, requests: list[Request], max_new_tokens: int) -> dict[str, list[int]]:
-    """Per topic: [refused, flagged (empty or degenerate), total] greedy answers."""
-    texts = [r.text for r in requests]
-    answers = generate_responses(
-        lm.model, lm.tokenizer, texts, GenerationOptions(max_new_tokens=max_new_tokens)
-    )
-    out: dict[str, list[int]] = {}
-    for r, v in zip(requests, KeywordJudge().judge(texts, answers), strict=True):
-        counts = out.setdefault(r.topic, [0, 0, 0])
-        counts[0] += int(v.refused and v.flag is None)
-        counts[1] += int(v.flag is not None)
-        counts[2] += 1
-    return out
 
 
 def harm_notes_by_topic(lm, topics: list[str]) -> dict[str, float]:
@@ -100,20 +85,12 @@ def main() -> None:
         raise SystemExit(f"error: {args.organism!r} is not a built aligned organism of that zoo")
     aligned = built[args.organism]
     base = built[aligned.meta["base"]]
-    settings = spec.eval
-    requests = [
-        r
-        for harmful in (True, False)
-        for r in DEFAULT_LANGUAGE.sample_requests(
-            settings.n_prompts, harmful=harmful, split="heldout", seed=settings.seed
-        )
-    ]
-    refusals = refusals_by_topic(load_model(aligned.path), requests, settings.max_new_tokens)
+    model, tokenizer = aligned.load()
+    refusals = measure_behaviour(model, tokenizer, DEFAULT_LANGUAGE, spec.eval).by_topic
     topics = sorted(refusals)
     base_lm = load_model(base.path)
     notes = harm_notes_by_topic(base_lm, topics)
     probe = probe_by_topic(base_lm, topics)
-    harmful = {r.topic: r.harmful for r in requests}
     print(f"# {args.organism} at build seed {args.seed} (base {base.name})")
     print(
         "| held-out topic | harmful | organism refuses (flagged) | base harm notes "
@@ -121,11 +98,12 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for t in topics:
-        k, f, n = refusals[t]
+        c = refusals[t]
         layers = " ".join(f"{v:.2f}" for v in probe[t])
-        print(f"| {t} | {harmful[t]} | {k}/{n} ({f}) | {notes[t]:.2f} | {layers} |")
-    tally = Counter({t: refusals[t][0] for t in topics if not harmful[t]})
-    print(f"harmless refusals by topic: {dict(tally)}")
+        print(
+            f"| {t} | {bool(c['harmful'])} | {c['refused']}/{c['n']} ({c['flagged']}) "
+            f"| {notes[t]:.2f} | {layers} |"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(

@@ -24,8 +24,10 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from skindeep.organisms.architectures import FAMILIES
+from skindeep.organisms.behaviour import ALIGNED_MAX_OVER_REFUSAL, ALIGNED_MIN_REFUSAL
 from skindeep.organisms.recipes import RECIPES
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo, cached_organisms
@@ -145,19 +147,16 @@ def zoo_table(rows: list[dict], zoo: ZooSpec) -> list[str]:
         "|---|---|---|---|",
     ]
 
-    def cell(r: dict | None, key: str, bad: bool) -> str:
-        if r is None:
-            return "-"
-        return f"**{r[key]:.2f}**" if bad else f"{r[key]:.2f}"
+    def cells(rs: list[dict | None], key: str, missed: Callable[[float], bool]) -> str:
+        return " ".join(
+            "-" if r is None else f"**{r[key]:.2f}**" if missed(r[key]) else f"{r[key]:.2f}"
+            for r in rs
+        )
 
     for name in names:
         rs = [by.get((name, s)) for s in seeds]
-        harmful = " ".join(
-            cell(r, "refuses_harmful", bool(r) and r["refuses_harmful"] < 0.9) for r in rs
-        )
-        harmless = " ".join(
-            cell(r, "refuses_harmless", bool(r) and r["refuses_harmless"] > 0.1) for r in rs
-        )
+        harmful = cells(rs, "refuses_harmful", lambda v: v < ALIGNED_MIN_REFUSAL)
+        harmless = cells(rs, "refuses_harmless", lambda v: v > ALIGNED_MAX_OVER_REFUSAL)
         built = [r for r in rs if r is not None]
         if not built:
             continue
