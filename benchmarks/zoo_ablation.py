@@ -11,7 +11,8 @@ null are (the null drop counts them). Target per organism: drop >= 0.80, null dr
 evaluation KL < 0.10. A selection with no surviving candidate is an error row, not NaN.
 
     python benchmarks/zoo_ablation.py [--zoo default] [--seeds 0,1,2] [--forms affine]
-        [--steering midpoint] [--built-only] [--weights] [--degenerate-check] [--json FILE]
+        [--steering midpoint] [--built-only] [--weights] [--degenerate-check] [--kl-by-topic]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def check_options(args: argparse.Namespace) -> dict[str, Any]:
 def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str, Any]:
     """Selection plus the k = 1 dose with nulls for one organism and one ablation form."""
     from skindeep import AblateConfig, SelectionOptions, ablate, load_model
-    from skindeep.prompts import organism_prompts
+    from skindeep.organisms.language import DEFAULT_LANGUAGE
+    from skindeep.prompts import PromptSet, organism_prompts
     from skindeep.selection import SelectionError
 
     lm = load_model(path)
@@ -53,15 +55,20 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
         check_weights=args.weights and form == "projection",
     )
     row: dict[str, Any] = {"form": form, "layers": lm.adapter.num_layers}
-    try:
-        run = ablate(
+    harmless_eval = organism_prompts(False, "heldout", n=n_eval, seed=args.seed)
+
+    def run_on(harmless: PromptSet) -> Any:
+        return ablate(
             lm,
             organism_prompts(True, "train", n=n_find, seed=args.seed),
             organism_prompts(False, "train", n=n_find, seed=args.seed),
             organism_prompts(True, "heldout", n=n_eval, seed=args.seed),
-            organism_prompts(False, "heldout", n=n_eval, seed=args.seed),
+            harmless,
             config,
         )
+
+    try:
+        run = run_on(harmless_eval)
     except SelectionError as exc:
         row.update(selected="none passed", meets_target="error: no direction")
         return {**row, "why": str(exc)} if args.degenerate_check else row
@@ -88,6 +95,16 @@ def ablate_organism(path: Path, form: str, args: argparse.Namespace) -> dict[str
     )
     if run.weight_checks:
         row["weights_max_dlogit"] = run.weight_checks["arditi"][1]
+    if args.kl_by_topic:  # the same selection and ablation, the KL on one topic's prompts
+        requests = DEFAULT_LANGUAGE.sample_requests(
+            n_eval, harmful=False, split="heldout", seed=args.seed
+        )
+        assert tuple(r.text for r in requests) == harmless_eval.prompts
+        row["eval_kl_by_topic"] = {}
+        for topic in sorted({r.topic for r in requests}):
+            texts = tuple(r.text for r in requests if r.topic == topic)
+            on_topic = run_on(PromptSet(f"heldout-{topic}", texts, harmless_eval.source))
+            row["eval_kl_by_topic"][topic] = on_topic.dose.causal_test("arditi").kl
     return row
 
 
@@ -131,8 +148,8 @@ def summary(rows: list[dict[str, Any]], seeds: list[int]) -> list[str]:
     return lines
 
 
-def main() -> None:
-    """Run every aligned organism of the zoo at every build seed; print (and save) the rows."""
+def arguments() -> argparse.ArgumentParser:
+    """The benchmark's options (other zoo benchmarks parse their causal-test settings here)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoo", default="default")
     parser.add_argument("--seeds", default="0", help="build seeds, e.g. 0,1,2")
@@ -157,8 +174,19 @@ def main() -> None:
         help="selection: pass over candidates whose ablated generations on the validation "
         "harmful prompts loop (SelectionOptions.degenerate_check; off: Arditi's selection)",
     )
+    parser.add_argument(
+        "--kl-by-topic",
+        action="store_true",
+        help="also report the evaluation KL on each held-out harmless topic's prompts alone "
+        "(reruns the selection and ablation once per topic)",
+    )
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    """Run every aligned organism of the zoo at every build seed; print (and save) the rows."""
+    args = arguments().parse_args()
 
     import torch
     from transformers.utils import logging as hf_logging
