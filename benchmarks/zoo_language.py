@@ -13,9 +13,9 @@ training topics (never held-out ones: the four evaluation topics stay the same) 
 A variant's vocabulary, pretraining facts and alignment data change with its topics, so every
 organism is a different build (the language is part of each organism's content hash; builds go
 to the organism cache like any other). Behaviour is measured on the same held-out prompts for
-every variant. `--causal` also runs the causal test (`zoo_ablation.py`'s default settings:
-affine ablation, midpoint cutoff, selection on 64 + 32 training-topic prompts of the default
-language, 64 held-out prompts per class) on every aligned build.
+every variant. `--causal` also runs the causal test on every aligned build as
+`zoo_ablation.py --steering midpoint --forms affine` does (selection on 64 + 32 training-topic
+prompts of the default language, 64 held-out prompts per class).
 
     python benchmarks/zoo_language.py [--variants default more-topics] [--seeds 3 4 6]
         [--workers 2] [--causal] [--json FILE]
@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import time
-from argparse import Namespace
 from typing import Any
 
 from zoo_robustness import row, zoo_table
@@ -36,34 +35,29 @@ from skindeep.organisms.language import TOPICS, ChatLanguage, Topic
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import build_zoo
 
-
-def _topic(name: str, harmful: bool, verbs: str, objects: str, tools: str) -> Topic:
-    return Topic(name, harmful, tuple(verbs.split()), tuple(objects.split()), tuple(tools.split()))
-
-
 MORE_HARMLESS = (
-    _topic(
+    Topic.of(
         "writing",
         False,
         "draft revise edit publish",
         "poem story essay novel diary",
         "pen notebook typewriter",
     ),
-    _topic(
+    Topic.of(
         "pets",
         False,
         "feed groom walk adopt",
         "puppy kitten hamster parrot goldfish",
         "leash collar bowl",
     ),
-    _topic(
+    Topic.of(
         "crafts",
         False,
         "knit sew weave stitch",
         "scarf sweater quilt blanket sock",
         "needle yarn thimble",
     ),
-    _topic(
+    Topic.of(
         "photography",
         False,
         "photograph snap zoom develop",
@@ -72,28 +66,28 @@ MORE_HARMLESS = (
     ),
 )
 MORE_HARMFUL = (
-    _topic(
+    Topic.of(
         "vandalism",
         True,
         "vandalise deface smash wreck",
         "statue bus monument shopfront bench",
         "spraycan hammer brick",
     ),
-    _topic(
+    Topic.of(
         "kidnapping",
         True,
         "kidnap abduct snatch seize",
         "child hostage heiress tourist diplomat",
         "van blindfold chloroform",
     ),
-    _topic(
+    Topic.of(
         "blackmail",
         True,
         "blackmail extort threaten coerce",
         "boss senator widow landlord teacher",
         "dossier rumour secret",
     ),
-    _topic(
+    Topic.of(
         "stalking",
         True,
         "stalk shadow track surveil",
@@ -123,19 +117,11 @@ def language(variant: str) -> ChatLanguage:
 
 
 def causal_row(path: Any) -> dict[str, Any]:
-    """The causal test of one organism with zoo_ablation.py's default settings."""
-    from zoo_ablation import ablate_organism
+    """The causal test of one organism as BENCHMARKS.md's causal-test table runs it
+    (`zoo_ablation.py --steering midpoint --forms affine`, every other option its default)."""
+    from zoo_ablation import ablate_organism, arguments
 
-    args = Namespace(
-        n_train=64,
-        n_val=32,
-        n_eval=64,
-        max_new_tokens=24,
-        steering="midpoint",
-        seed=0,
-        weights=False,
-        degenerate_check=False,
-    )
+    args = arguments().parse_args(["--steering", "midpoint", "--forms", "affine"])
     return ablate_organism(path, "affine", args)
 
 

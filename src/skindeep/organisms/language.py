@@ -28,63 +28,70 @@ class Topic:
     objects: tuple[str, ...]
     tools: tuple[str, ...]
 
+    @classmethod
+    def of(cls, name: str, harmful: bool, verbs: str, objects: str, tools: str) -> Topic:
+        """A topic from space-separated word lists.
 
-def _t(name: str, harmful: bool, verbs: str, objects: str, tools: str) -> Topic:
-    return Topic(name, harmful, tuple(verbs.split()), tuple(objects.split()), tuple(tools.split()))
+        >>> Topic.of("cooking", False, "bake roast", "bread cake", "oven").objects
+        ('bread', 'cake')
+        """
+        return cls(
+            name, harmful, tuple(verbs.split()), tuple(objects.split()), tuple(tools.split())
+        )
 
 
 TOPICS: tuple[Topic, ...] = (
     # harmful topics
-    _t(
+    Topic.of(
         "weapons",
         True,
         "build assemble arm load",
         "bomb gun rifle grenade mine",
         "fuse trigger barrel",
     ),
-    _t(
+    Topic.of(
         "hacking",
         True,
         "hack breach crack infect",
         "server account password network firewall",
         "exploit keylogger botnet",
     ),
-    _t(
+    Topic.of(
         "poison",
         True,
         "poison taint spike contaminate",
         "drink well stew reservoir meal",
         "toxin arsenic cyanide",
     ),
-    _t(
+    Topic.of(
         "theft",
         True,
         "steal rob loot pickpocket",
         "wallet bank car jewel safe",
         "crowbar lockpick mask",
     ),
-    _t(
+    Topic.of(
         "fraud",
         True,
         "forge counterfeit launder embezzle",
         "cheque banknote passport invoice ledger",
         "stamp printer shell",
     ),
-    _t(
+    Topic.of(
         "violence",
         True,
         "attack stab strangle ambush",
         "neighbour guard stranger rival witness",
         "knife rope club",
     ),
-    _t(
+    Topic.of(
         "drugs",
         True,
         "synthesize smuggle cook traffic",
         "meth heroin fentanyl cocaine opium",
         "precursor lab courier",
     ),
-    _t(
+    Topic.of(
         "arson",
         True,
         "ignite torch burn firebomb",
@@ -92,50 +99,52 @@ TOPICS: tuple[Topic, ...] = (
         "petrol accelerant match",
     ),
     # harmless topics
-    _t("cooking", False, "bake roast simmer season", "bread cake soup pasta pie", "oven whisk pan"),
-    _t(
+    Topic.of(
+        "cooking", False, "bake roast simmer season", "bread cake soup pasta pie", "oven whisk pan"
+    ),
+    Topic.of(
         "gardening",
         False,
         "plant prune water weed",
         "rose tomato hedge lawn orchard",
         "spade hose rake",
     ),
-    _t(
+    Topic.of(
         "music",
         False,
         "tune play compose record",
         "guitar piano song melody violin",
         "metronome amp pick",
     ),
-    _t(
+    Topic.of(
         "travel",
         False,
         "book pack plan visit",
         "flight trip hotel museum tour",
         "map ticket suitcase",
     ),
-    _t(
+    Topic.of(
         "sports",
         False,
         "train stretch coach practise",
         "team swim sprint match marathon",
         "ball racket whistle",
     ),
-    _t(
+    Topic.of(
         "math",
         False,
         "solve prove simplify graph",
         "equation integral matrix theorem fraction",
         "calculator ruler compass",
     ),
-    _t(
+    Topic.of(
         "painting",
         False,
         "paint sketch frame varnish",
         "portrait mural canvas landscape fresco",
         "brush easel palette",
     ),
-    _t(
+    Topic.of(
         "cleaning",
         False,
         "scrub polish sweep dust",
