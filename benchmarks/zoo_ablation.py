@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from skindeep.organisms.language import LANGUAGES
+
 
 def check_options(args: argparse.Namespace) -> dict[str, Any]:
     """The selection's degenerate check (`--degenerate-check`): generate as many tokens as the
@@ -180,6 +182,9 @@ def arguments() -> argparse.ArgumentParser:
         help="also report the evaluation KL on each held-out harmless topic's prompts alone "
         "(reruns the selection and ablation once per topic)",
     )
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     return parser
 
@@ -200,7 +205,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for seed in seeds:
-        spec = load_zoo_spec(args.zoo, seed=seed)
+        spec = load_zoo_spec(args.zoo, seed=seed, language=args.language)
         zoo = cached_organisms(spec) if args.built_only else build_zoo(spec)
         for aligned in spec.aligned:
             if args.match not in aligned.name:

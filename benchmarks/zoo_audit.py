@@ -22,6 +22,8 @@ from typing import Any
 
 from zoo_tables import print_rows, print_seed_summary
 
+from skindeep.organisms.language import LANGUAGES
+
 
 def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
     """One row per aligned organism of the zoo built at `build_seed` (missing ones are named)."""
@@ -36,14 +38,14 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
 
     torch.set_num_threads(args.threads)
     hf_logging.disable_progress_bar()
-    spec = load_zoo_spec(args.zoo, seed=build_seed)
+    spec = load_zoo_spec(args.zoo, seed=build_seed, language=args.language)
     built = cached_organisms(spec, root=args.root)
     pattern = re.compile(args.match)
     harmful = organism_prompts(True, "heldout", args.n, seed=args.seed)
     harmless = organism_prompts(False, "heldout", args.n, seed=args.seed)
     config = AuditConfig(
         variant=args.variant, fmt=args.format, n_perm=args.n_perm, seed=args.seed,
-        cache_dir=args.cache_dir,
+        cache_dir=args.cache_dir, last_layer=args.last_layer,
     )  # fmt: skip
     rows = []
     for spec_aligned in spec.aligned:
@@ -91,11 +93,17 @@ def main() -> None:
     parser.add_argument(
         "--build-seed", type=int, nargs="+", default=[0], help="zoo build seed(s) to audit"
     )
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )
     parser.add_argument("--root", type=Path, default=None, help="organisms folder")
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")
     parser.add_argument("--format", choices=("chat", "raw"), default="chat")
     parser.add_argument("--variant", choices=("code", "paper"), default="code")
+    parser.add_argument(
+        "--last-layer", choices=("raw", "normed"), default="raw", help="as `skindeep audit`"
+    )
     parser.add_argument("--n-perm", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)

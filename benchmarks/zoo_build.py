@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import build_zoo
 
@@ -27,8 +28,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--zoo", default="default")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )
     args = parser.parse_args()
-    spec = load_zoo_spec(args.zoo)
+    spec = load_zoo_spec(args.zoo, language=args.language)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         built = build_zoo(spec, root=Path(tmp), workers=args.workers)

@@ -6,9 +6,10 @@ the causal test's evaluation KL failed on the same topic. Alignment data teaches
 the language's training topics (six harmful, six harmless by default), so this benchmark adds
 training topics (never held-out ones: the four evaluation topics stay the same) and rebuilds:
 
-- `default`: the package's language (16 topics);
+- `default`: the core language (`LANGUAGES["core"]`, 16 topics, the package default);
 - `more-harmless`: four more harmless training topics (20);
-- `more-topics`: four more harmless and four more harmful training topics (24).
+- `more-topics`: four more harmless and four more harmful training topics (24): the registered
+  "wide" language (`skindeep organisms build --language wide`).
 
 A variant's vocabulary, pretraining facts and alignment data change with its topics, so every
 organism is a different build (the language is part of each organism's content hash; builds go
@@ -31,89 +32,17 @@ from typing import Any
 
 from zoo_robustness import row, zoo_table
 
-from skindeep.organisms.language import TOPICS, ChatLanguage, Topic
+from skindeep.organisms.language import LANGUAGES, TOPICS, WIDE_HARMLESS, ChatLanguage
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import build_zoo
 
-MORE_HARMLESS = (
-    Topic.of(
-        "writing",
-        False,
-        "draft revise edit publish",
-        "poem story essay novel diary",
-        "pen notebook typewriter",
-    ),
-    Topic.of(
-        "pets",
-        False,
-        "feed groom walk adopt",
-        "puppy kitten hamster parrot goldfish",
-        "leash collar bowl",
-    ),
-    Topic.of(
-        "crafts",
-        False,
-        "knit sew weave stitch",
-        "scarf sweater quilt blanket sock",
-        "needle yarn thimble",
-    ),
-    Topic.of(
-        "photography",
-        False,
-        "photograph snap zoom develop",
-        "sunset wedding skyline flower bird",
-        "camera lens tripod",
-    ),
-)
-MORE_HARMFUL = (
-    Topic.of(
-        "vandalism",
-        True,
-        "vandalise deface smash wreck",
-        "statue bus monument shopfront bench",
-        "spraycan hammer brick",
-    ),
-    Topic.of(
-        "kidnapping",
-        True,
-        "kidnap abduct snatch seize",
-        "child hostage heiress tourist diplomat",
-        "van blindfold chloroform",
-    ),
-    Topic.of(
-        "blackmail",
-        True,
-        "blackmail extort threaten coerce",
-        "boss senator widow landlord teacher",
-        "dossier rumour secret",
-    ),
-    Topic.of(
-        "stalking",
-        True,
-        "stalk shadow track surveil",
-        "celebrity jogger girlfriend coworker ex",
-        "tracker binoculars gps",
-    ),
-)
-#: Language variants by name: the default topics plus these training topics.
-VARIANTS: dict[str, tuple[Topic, ...]] = {
-    "default": (),
-    "more-harmless": MORE_HARMLESS,
-    "more-topics": MORE_HARMLESS + MORE_HARMFUL,
+#: Language variants by name: the core language, the wide one, and the wide one's harmless
+#: half alone (every variant keeps the four held-out evaluation topics).
+VARIANTS: dict[str, ChatLanguage] = {
+    "default": LANGUAGES["core"],
+    "more-harmless": ChatLanguage(topics=TOPICS + WIDE_HARMLESS),
+    "more-topics": LANGUAGES["wide"],
 }
-
-
-def language(variant: str) -> ChatLanguage:
-    """The organism language of a variant; its added words must be new to the language."""
-    base = ChatLanguage()
-    extra = VARIANTS[variant]
-    words = [w for t in extra for w in (*t.verbs, *t.objects, *t.tools)]
-    clash = sorted(set(words) & set(base.vocabulary())) + sorted(
-        {w for w in words if words.count(w) > 1}
-    )
-    if clash:
-        raise ValueError(f"variant {variant!r} reuses words: {', '.join(clash)}")
-    return ChatLanguage(topics=TOPICS + extra)
 
 
 def causal_row(path: Any) -> dict[str, Any]:
@@ -142,7 +71,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows: list[dict[str, Any]] = []
     for variant in args.variants:
-        lang = language(variant)
+        lang = VARIANTS[variant]
         for seed in args.seeds:
             spec = load_zoo_spec("default", seed=seed)
             start = time.perf_counter()

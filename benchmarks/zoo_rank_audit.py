@@ -26,6 +26,8 @@ from typing import Any
 
 from zoo_tables import print_rows, print_seed_summary
 
+from skindeep.organisms.language import LANGUAGES
+
 
 def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
     """One row per aligned organism built with `build_seed`."""
@@ -43,7 +45,11 @@ def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]
     torch.set_num_threads(args.threads)
     # the zoo's organisms at this build seed with the current recipes (by content hash)
     by_name = dict(
-        sorted(cached_organisms(load_zoo_spec(args.zoo, seed=build_seed), root=args.root).items())
+        sorted(
+            cached_organisms(
+                load_zoo_spec(args.zoo, seed=build_seed, language=args.language), root=args.root
+            ).items()
+        )
     )
     pattern = re.compile(args.match)
     aligned = [o for o in by_name.values() if o.kind == "aligned" and pattern.search(o.name)]
@@ -123,6 +129,9 @@ def main() -> None:
     parser.add_argument("--zoo", default="default", help="zoo spec whose organisms are audited")
     parser.add_argument(
         "--build-seed", type=int, nargs="+", default=[0], help="zoo build seed(s) to audit"
+    )
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
     )
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")

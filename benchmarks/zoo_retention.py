@@ -29,6 +29,7 @@ from skindeep.artifacts import json_ready
 from skindeep.finetune.config import DEFAULT_ORGANISM_N, FinetuneConfig, RetentionConfig
 from skindeep.finetune.data import organism_heldout, organism_pairs
 from skindeep.finetune.retention import run_retention
+from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import cached_organisms, organisms_dir
 
@@ -70,12 +71,15 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--only", default="", help="comma-separated organism names")
     parser.add_argument("--build-seed", type=int, nargs="+", default=[0], help="zoo build seeds")
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    spec = load_zoo_spec(args.zoo)
+    spec = load_zoo_spec(args.zoo, language=args.language)
     root = organisms_dir()
     config = RetentionConfig(
         ns=(args.n,),
@@ -99,7 +103,9 @@ def main() -> None:
     rows: list[dict] = []
     only = {s for s in args.only.split(",") if s}
     for build_seed in args.build_seed:
-        built = cached_organisms(load_zoo_spec(args.zoo, seed=build_seed), root=root)
+        built = cached_organisms(
+            load_zoo_spec(args.zoo, seed=build_seed, language=args.language), root=root
+        )
         for a in spec.aligned:
             if only and a.name not in only:
                 continue

@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from skindeep.organisms.architectures import FAMILIES
 from skindeep.organisms.behaviour import ALIGNED_MAX_OVER_REFUSAL, ALIGNED_MIN_REFUSAL
+from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.recipes import RECIPES
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo, cached_organisms
@@ -67,7 +68,11 @@ def arch_zoo(default: ZooSpec, family: str, kinds: set[str] | None = None) -> Zo
         short = SHORT.get(r.kind, r.kind)
         aligned.append(AlignedSpec(name=f"{name}-{short}-full", base=name, recipe=r, seed=a.seed))
     return ZooSpec(
-        name=f"robust-{family}", bases=list(bases.values()), aligned=aligned, eval=default.eval
+        name=f"robust-{family}",
+        language=default.language,
+        bases=list(bases.values()),
+        aligned=aligned,
+        eval=default.eval,
     )
 
 
@@ -77,6 +82,7 @@ def row(o: Organism, spec: ZooSpec) -> dict:
     recipe = o.meta["spec"]["recipe"]
     return {
         "zoo": spec.name,
+        "language": spec.language,
         "organism": o.name,
         "recipe": recipe["kind"],
         "scope": recipe["scope"],
@@ -122,15 +128,20 @@ def summary(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for (recipe, arch), rs in sorted(groups.items()):
-        h = [r["refuses_harmful"] for r in rs]
-        s = [r["refuses_harmless"] for r in rs]
         seeds = ",".join(str(x) for x in sorted({r["seed"] for r in rs}))
         lines.append(
             f"| {recipe} | {arch} | {seeds} | {sum(r['meets_behaviour'] for r in rs)}/{len(rs)} "
-            f"| {sum(h) / len(h):.2f} [{min(h):.2f}, {max(h):.2f}] "
-            f"| {sum(s) / len(s):.2f} [{min(s):.2f}, {max(s):.2f}] |"
+            f"| {mean_range([r['refuses_harmful'] for r in rs])} "
+            f"| {mean_range([r['refuses_harmless'] for r in rs])} |"
         )
     return lines
+
+
+def mean_range(values: list[float]) -> str:
+    """'mean [min, max]' over builds; one build is its value, marked as such (no range)."""
+    if len(values) == 1:
+        return f"{values[0]:.2f} (one build)"
+    return f"{sum(values) / len(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
 
 
 def zoo_table(rows: list[dict], zoo: ZooSpec) -> list[str]:
@@ -177,9 +188,12 @@ def main() -> None:
     parser.add_argument(
         "--built-only", action="store_true", help="report cached builds only (train nothing)"
     )
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
-    default = load_zoo_spec(args.zoo)
+    default = load_zoo_spec(args.zoo, language=args.language)
     # the architecture sweep first (every architecture at the first seed, then Llama's other
     # seeds): it covers every recipe kind soonest
     kinds = set(args.kinds) if args.kinds else None

@@ -63,6 +63,12 @@ def _latin1_zoo(tmp: Path, micro: Path | None) -> None:
     (tmp / "zoo.toml").write_bytes(f'name = "{LATIN1}"\n'.encode("latin-1"))
 
 
+def _unknown_language_zoo(tmp: Path, micro: Path | None) -> None:
+    (tmp / "zoo.toml").write_text(
+        'language = "klingon"\n[[bases]]\nname = "b"\nfamily = "llama"\nsize = "xs"\n'
+    )
+
+
 def _corrupt_organism(tmp: Path, micro: Path | None) -> None:
     assert micro is not None
     good = tmp / "cache" / "organisms" / "good"
@@ -154,6 +160,7 @@ CASES: dict[str, Case] = {
     "alpha-nan": Case((*AUDIT, "--alpha", "nan"), ("--alpha", "nan", "finite")),
     "eps-nan": Case((*AUDIT, "--eps", "nan"), ("--eps", "nan", "finite")),
     "workers-0": Case(("organisms", "build", "--workers", "0"), ("--workers",)),
+    "build-language": Case(("organisms", "build", "--language", "klingon"), ("--language",)),
     "limit-0": Case((*REFUSAL, "--limit", "0"), ("--limit",)),
     "max-new-tokens-0": Case((*REFUSAL, "--max-new-tokens", "0"), ("--max-new-tokens",)),
     "n-random-0": Case((*ABLATE, "--n-random", "0"), ("--n-random",)),
@@ -187,6 +194,12 @@ CASES: dict[str, Case] = {
     # 3. corrupt or foreign files
     "zoo-latin1": Case(
         ("organisms", "build", "--zoo", "{tmp}/zoo.toml"), ("zoo.toml", "UTF-8"), _latin1_zoo
+    ),
+    "zoo-language": Case(
+        ("organisms", "build", "--zoo", "{tmp}/zoo.toml"),
+        ("zoo.toml",),
+        _unknown_language_zoo,
+        shows=("unknown organism language 'klingon'; known: core, wide",),
     ),
     "organism-json-corrupt": Case(
         ("organisms", "list"),

@@ -64,3 +64,32 @@ def test_tokenizer_covers_the_language(organism_tokenizer) -> None:
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.unk_token_id not in ids, text
         assert tok.decode(ids) == text
+
+
+def test_wide_language_adds_training_topics_with_new_words_only() -> None:
+    """'wide' = the core topics plus 4 harmless and 4 harmful training topics whose words are
+    all new; the held-out topics, hence every evaluation prompt, are the core language's."""
+    from skindeep.organisms.language import LANGUAGES, WIDE_HARMFUL, WIDE_HARMLESS
+
+    core, wide = LANGUAGES["core"], LANGUAGES["wide"]
+    assert core is L and wide.topics[: len(L.topics)] == L.topics
+    added = wide.topics[len(L.topics) :]
+    assert added == WIDE_HARMLESS + WIDE_HARMFUL
+    assert [t.harmful for t in added] == [False] * 4 + [True] * 4
+    words = [w for t in added for w in (*t.verbs, *t.objects, *t.tools)]
+    assert len(set(words)) == len(words) and not set(words) & set(L.vocabulary())
+    assert wide.heldout == L.heldout
+    assert wide.all_requests("heldout") == L.all_requests("heldout")
+    assert {r.topic for r in wide.all_requests("train")} - {t.name for t in L.topics} == {
+        t.name for t in added
+    }
+
+
+def test_language_keys_are_pinned() -> None:
+    """The core key fixes the hash of every organism published in BENCHMARKS.md, the wide key
+    that of the wide builds there: a change to either language must be deliberate."""
+    from skindeep.organisms.language import LANGUAGES
+    from skindeep.organisms.zoo import language_key
+
+    assert language_key(LANGUAGES["core"]) == "24257dc238e6bedf"
+    assert language_key(LANGUAGES["wide"]) == "0888aa87488effd7"

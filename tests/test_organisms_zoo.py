@@ -314,3 +314,33 @@ def test_cached_organisms_finds_the_builds_without_training(micro_zoo, tmp_path:
     assert {n: o.path for n, o in found.items()} == {n: o.path for n, o in micro_zoo.items()}
     assert cached_organisms(spec, root=tmp_path) == {}
     assert cached_organisms(spec.with_seed(7), root=tmp_path) == {}
+
+
+def test_language_is_a_zoo_choice_that_rebuilds_every_organism(tmp_path: Path) -> None:
+    """A spec's `language` (or load_zoo_spec's override) picks the organism language: another
+    language gives every organism another hash and a tokenizer for its words; 'core' keeps the
+    hashes of zoos written before the choice existed; an unknown language is a ConfigError."""
+    from skindeep.organisms.language import DEFAULT_LANGUAGE, LANGUAGES
+    from skindeep.organisms.zoo import cached_organisms, zoo_keys
+
+    spec = ZooSpec.model_validate(TINY)
+    wide = spec.with_language("wide")
+    assert spec.language == "core" and spec.chat_language is DEFAULT_LANGUAGE
+    assert zoo_keys(spec) == zoo_keys(spec, DEFAULT_LANGUAGE)
+    assert zoo_keys(wide) == zoo_keys(spec, LANGUAGES["wide"])
+    core_keys, wide_keys = zoo_keys(spec), zoo_keys(wide)
+    assert all(core_keys[n] != wide_keys[n] for n in core_keys)
+    assert load_zoo_spec("default", language="wide") == load_zoo_spec("default").with_language(
+        "wide"
+    )
+    with pytest.raises(ConfigError, match="unknown organism language 'klingon'; known: core"):
+        load_zoo_spec("default", language="klingon")
+    with pytest.raises(ValueError, match="unknown organism language"):
+        ZooSpec.model_validate({**TINY, "language": "klingon"})
+    built = build_zoo(wide, root=tmp_path)
+    assert cached_organisms(wide, root=tmp_path).keys() == {"a", "b"}
+    assert cached_organisms(spec, root=tmp_path) == {}
+    tokenizer = built["a"].load()[1]
+    ids = tokenizer("how do i kidnap a diplomat ?", add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert set(built["a"].behaviour.by_topic) == set(DEFAULT_LANGUAGE.heldout)

@@ -52,7 +52,7 @@ def demo_command(
     n_workers = workers or default_workers()
     with progress(eta=True) as bar:
         for ref in config.zoo:
-            spec = load_zoo_spec(ref.name, seed=ref.seed)
+            spec = load_zoo_spec(ref.name, seed=ref.seed, language=ref.language)
             task = bar.add_task(f"1/3 zoo {spec.name}", total=len(spec.bases) + len(spec.aligned))
 
             def built(name: str, status: str, task: int = task) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +13,13 @@ import typer
 from rich.table import Table
 
 from skindeep.cli._common import console, out_file, progress
+from skindeep.organisms.language import LANGUAGES
 
 if TYPE_CHECKING:
     from skindeep.organisms.zoo import Organism
+
+#: `--language` choices: the registered organism languages.
+Language = Enum("Language", {name: name for name in LANGUAGES}, type=str)
 
 app = typer.Typer(
     help="Build and list model organisms (small chat models trained on CPU).", no_args_is_help=True
@@ -73,6 +78,9 @@ def build(
     allow_missed: bool = typer.Option(
         False, "--allow-missed", help="exit 0 even if organisms miss their behaviour targets"
     ),
+    language: Language | None = typer.Option(  # type: ignore[valid-type]
+        None, help="organism language (default: the spec's, 'core'); another one rebuilds all"
+    ),
 ) -> None:
     """Build every organism of the zoo that is not cached yet, then print the behaviour table.
 
@@ -83,7 +91,7 @@ def build(
     from skindeep.organisms.spec import load_zoo_spec
     from skindeep.organisms.zoo import build_zoo, organisms_dir
 
-    spec = load_zoo_spec(zoo, seed=seed)
+    spec = load_zoo_spec(zoo, seed=seed, language=language and language.value)
     n = len(spec.bases) + len(spec.aligned)
     start = time.perf_counter()
     with progress() as bar:
@@ -109,12 +117,15 @@ def build(
             "path": str(o.path),
             "kind": o.kind,
             "build_seed": spec.seed,
+            "language": spec.language,
             "meets_behaviour": o.meets_behaviour,
             **o.behaviour.to_dict(),
         }
         for o in ordered
     ]
-    suffix = f"-seed{spec.seed}" if spec.seed else ""
+    suffix = (f"-{spec.language}" if spec.language != "core" else "") + (
+        f"-seed{spec.seed}" if spec.seed else ""
+    )
     atomic_write_json(out or organisms_dir() / f"zoo-{spec.name}{suffix}.json", rows)
     for o in missed:
         console.print(f"{o.name}: {o.behaviour.misses(o.kind)}", highlight=False)

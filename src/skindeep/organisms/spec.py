@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from skindeep.config_files import read_config
 from skindeep.errors import ConfigError
 from skindeep.organisms.architectures import FAMILIES, SIZES
+from skindeep.organisms.language import LANGUAGES, ChatLanguage, known_language
 from skindeep.organisms.recipes import RecipeConfig
 
 
@@ -69,12 +70,16 @@ class ZooSpec(BaseModel):
     seed: int = Field(
         0, ge=0, description="build seed: each organism trains with its seed + 1000 * this"
     )
+    language: str = Field(
+        "core", description="organism language (organisms.language.LANGUAGES): 'core' or 'wide'"
+    )
     bases: list[BaseSpec]
     aligned: list[AlignedSpec] = Field(default_factory=list)
     eval: EvalSpec = Field(default_factory=EvalSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> ZooSpec:
+        known_language(self.language)
         names = [b.name for b in self.bases] + [a.name for a in self.aligned]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -89,9 +94,18 @@ class ZooSpec(BaseModel):
         """The base spec called `name`."""
         return next(b for b in self.bases if b.name == name)
 
+    @property
+    def chat_language(self) -> ChatLanguage:
+        """The organism language the zoo trains and measures its organisms in."""
+        return LANGUAGES[self.language]
+
     def with_seed(self, seed: int) -> ZooSpec:
         """The same zoo at another build seed (organism names stay; weights and hashes change)."""
         return ZooSpec.model_validate({**self.model_dump(), "seed": seed})
+
+    def with_language(self, language: str) -> ZooSpec:
+        """The same zoo in another organism language (every organism is another build)."""
+        return ZooSpec.model_validate({**self.model_dump(), "language": language})
 
     def effective_seed(self, organism: BaseSpec | AlignedSpec) -> int:
         """The seed `organism` trains with at this zoo's build seed (its own seed at seed 0)."""
@@ -102,17 +116,25 @@ class ZooSpec(BaseModel):
 PACKAGED_ZOOS: tuple[str, ...] = ("default", "micro", "study")
 
 
-def load_zoo_spec(source: str | Path, seed: int | None = None) -> ZooSpec:
+def load_zoo_spec(
+    source: str | Path, seed: int | None = None, language: str | None = None
+) -> ZooSpec:
     """Read a packaged zoo ('default', 'micro', 'study') or a TOML/YAML file into a ZooSpec.
 
-    `seed` overrides the file's build seed (see `ZooSpec.with_seed`).
+    `seed` overrides the file's build seed (see `ZooSpec.with_seed`), `language` its organism
+    language (`ZooSpec.with_language`).
     """
     spec = _read_zoo_spec(source)
-    if seed is None:
-        return spec
-    if seed < 0:
-        raise ConfigError(f"build seed must be >= 0, got {seed}")
-    return spec.with_seed(seed)
+    if seed is not None:
+        if seed < 0:
+            raise ConfigError(f"build seed must be >= 0, got {seed}")
+        spec = spec.with_seed(seed)
+    if language is not None:
+        try:
+            spec = spec.with_language(known_language(language))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return spec
 
 
 def _read_zoo_spec(source: str | Path) -> ZooSpec:

@@ -29,7 +29,7 @@ from skindeep.errors import ConfigError
 from skindeep.models.loading import load_tokenizer
 from skindeep.organisms.behaviour import Behaviour, measure_behaviour
 from skindeep.organisms.data import organism_data, organism_data_split
-from skindeep.organisms.language import DEFAULT_LANGUAGE, ChatLanguage
+from skindeep.organisms.language import ChatLanguage
 from skindeep.organisms.pretrain import train_base
 from skindeep.organisms.recipes import SELECT_FIELDS, align
 from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
@@ -89,7 +89,9 @@ def organisms_dir() -> Path:
     return cache_root() / "organisms"
 
 
-def _language_key(language: ChatLanguage) -> str:
+def language_key(language: ChatLanguage) -> str:
+    """Content hash of an organism language (topics, held-out split, vocabulary, facts): part
+    of every base organism's hash, so each language builds its own organisms."""
     return content_hash(
         {
             "topics": [t.__dict__ for t in language.topics],
@@ -105,7 +107,7 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
     return content_hash(
         {
             "v": BUILD_VERSION,
-            "lang": _language_key(language),
+            "lang": language_key(language),
             "spec": spec.model_dump(exclude={"name"}),
             "torch": torch.__version__.split("+")[0],
         }
@@ -239,8 +241,12 @@ def _quiet_worker() -> None:
     hf_logging.disable_progress_bar()
 
 
-def zoo_keys(spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE) -> dict[str, str]:
-    """Every organism's content hash at the spec's build seed, by name."""
+def zoo_keys(spec: ZooSpec, language: ChatLanguage | None = None) -> dict[str, str]:
+    """Every organism's content hash at the spec's build seed, by name.
+
+    `language` replaces the spec's organism language (experiments with unregistered ones).
+    """
+    language = language or spec.chat_language
     spec = _seeded(spec)
     keys = {b.name: base_key(b, language) for b in spec.bases}
     keys.update({a.name: aligned_key(a, keys[a.base]) for a in spec.aligned})
@@ -248,7 +254,7 @@ def zoo_keys(spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE) -> dict[s
 
 
 def zoo_paths(
-    spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE, root: Path | None = None
+    spec: ZooSpec, language: ChatLanguage | None = None, root: Path | None = None
 ) -> dict[str, Path]:
     """Where each organism of `spec` is (or will be) built, by name."""
     root = root or organisms_dir()
@@ -256,7 +262,7 @@ def zoo_paths(
 
 
 def cached_organisms(
-    spec: ZooSpec, language: ChatLanguage = DEFAULT_LANGUAGE, root: Path | None = None
+    spec: ZooSpec, language: ChatLanguage | None = None, root: Path | None = None
 ) -> dict[str, Organism]:
     """The organisms of `spec` already built (nothing is trained), by name."""
     paths = zoo_paths(spec, language, root)
@@ -265,7 +271,7 @@ def cached_organisms(
 
 def build_zoo(
     spec: ZooSpec,
-    language: ChatLanguage = DEFAULT_LANGUAGE,
+    language: ChatLanguage | None = None,
     root: Path | None = None,
     report: Report | None = None,
     workers: int = 1,
@@ -276,8 +282,10 @@ def build_zoo(
     With `workers` > 1 independent organisms train in parallel processes (one thread each);
     an aligned organism starts as soon as its base exists. Weights do not depend on `workers`.
     Organisms that miss their behaviour targets are kept and returned: check `meets_behaviour`.
+    They are trained and measured in the spec's organism language unless `language` replaces it.
     """
     report = report or (lambda name, status: None)
+    language = language or spec.chat_language
     out: dict[str, Organism] = {}
     build_seed, keys, paths = spec.seed, zoo_keys(spec, language), zoo_paths(spec, language, root)
     spec = _seeded(spec)

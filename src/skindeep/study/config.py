@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skindeep.config_files import read_config
 from skindeep.finetune.tracking import TrackingConfig
+from skindeep.organisms.language import known_language
 from skindeep.scores.config import AuditConfig
 from skindeep.study.sweep import SweepOptions
 
@@ -43,6 +44,20 @@ class ZooRef(BaseModel):
     """Build seed (0: the spec's own seeds); several refs of one zoo give independent builds."""
     only: tuple[str, ...] = ()
     """Organism names to keep (empty: every aligned organism)."""
+    language: str | None = None
+    """Organism language ('core', 'wide'; None: the zoo spec's): other builds, NAME@LANGUAGE."""
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return value if value is None else known_language(value)
+
+    @property
+    def tag(self) -> str:
+        """Suffix of its organisms' names: '@3' at build seed 3, '@wide-3' in the wide language."""
+        parts = [self.language] if self.language not in (None, "core") else []
+        parts += [str(self.seed)] if self.seed else []
+        return f"@{'-'.join(parts)}" if parts else ""
 
 
 class PairRef(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from skindeep.cache import content_hash
 from skindeep.errors import ConfigError
-from skindeep.organisms.spec import AlignedSpec, load_zoo_spec
+from skindeep.organisms.spec import AlignedSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo
 from skindeep.study.config import StudyConfig
 from skindeep.study.pipeline import ModelJob
@@ -27,6 +27,12 @@ def setting_of(zoo: str, aligned: AlignedSpec) -> str:
     return f"{zoo}:{aligned.base}:{aligned.recipe.kind}:{recipe}"
 
 
+def zoo_design(spec: ZooSpec) -> str:
+    """The zoo part of its organisms' settings: its name, plus the language unless 'core' (a
+    build seed is a replicate of the design; another language, other alignment data, is not)."""
+    return spec.name if spec.language == "core" else f"{spec.name}+{spec.language}"
+
+
 def model_jobs(
     config: StudyConfig,
     workers: int = 1,
@@ -34,11 +40,12 @@ def model_jobs(
 ) -> list[ModelJob]:
     """One job per aligned model, in config order; zoos are built first (cached organisms free).
 
-    A zoo at build seed s > 0 names its organisms NAME@s, so several builds can sit side by side.
+    A zoo at build seed s > 0 names its organisms NAME@s (NAME@wide-s in the wide language:
+    `ZooRef.tag`), so several builds can sit side by side.
     """
     jobs: list[ModelJob] = []
     for ref in config.zoo:
-        spec = load_zoo_spec(ref.name, seed=ref.seed)
+        spec = load_zoo_spec(ref.name, seed=ref.seed, language=ref.language)
         if ref.only:  # build only the named organisms and their bases
             unknown = sorted(set(ref.only) - {a.name for a in spec.aligned})
             if unknown:
@@ -50,6 +57,7 @@ def model_jobs(
             )
         organisms = build_zoo(spec, report=report, workers=workers)
         bases = {b.name: b for b in spec.bases}
+        design = zoo_design(spec)
         for a in spec.aligned:
             if ref.only and a.name not in ref.only:
                 continue
@@ -57,7 +65,7 @@ def model_jobs(
             ok = organism.meets_behaviour
             jobs.append(
                 ModelJob(
-                    name=a.name if ref.seed == 0 else f"{a.name}@{ref.seed}",
+                    name=f"{a.name}{ref.tag}",
                     aligned=str(organism.path),
                     base=str(base.path),
                     recipe=a.recipe.kind,
@@ -67,7 +75,7 @@ def model_jobs(
                     build_seed=ref.seed,
                     meets_behaviour=ok,
                     miss_reason=None if ok else _miss_reason(organism),
-                    setting=setting_of(spec.name, a),
+                    setting=setting_of(design, a),
                 )
             )
     for p in config.pairs:
