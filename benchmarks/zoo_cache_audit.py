@@ -3,7 +3,9 @@
 An organism folder is named by the hash of its spec, language, build and recipe versions, not of
 the training code: a code change that moves weights without a version bump leaves a stale
 folder under the current name, and every figure measured on it silently describes old code
-(found 2026-12-02: `llama-m-csft-lora` at build seed 0, BENCHMARKS.md "Zoo robustness"). This
+and a build that depends on anything but its spec (the process's history, the schedule) differs
+from one rebuild to the next (found 2026-12-02: LoRA organisms, BENCHMARKS.md "Zoo robustness",
+the erratum). This
 rebuilds a zoo at the given build seeds into an empty temporary folder, on one thread as every
 build does, and compares each organism's weights with the cached folder of the same name.
 Bit-identical is the expectation on the machine that built the cache; another CPU differs
