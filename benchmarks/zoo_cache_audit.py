@@ -1,13 +1,13 @@
 """Benchmark: are the cached organisms what today's code builds? Rebuild and compare bit for bit.
 
 An organism folder is named by the hash of its spec, language, build and recipe versions, not of
-the training code: a code change that moves weights without a version bump leaves a stale
-folder under the current name, and every figure measured on it silently describes old code
-and a build that depends on anything but its spec (the process's history, the schedule) differs
-from one rebuild to the next (found 2026-12-02: LoRA organisms, BENCHMARKS.md "Zoo robustness",
-the erratum). This
-rebuilds a zoo at the given build seeds into an empty temporary folder, on one thread as every
-build does, and compares each organism's weights with the cached folder of the same name.
+the training code. Two things can therefore put other weights under a current name: a code
+change that moves weights without a version bump (every figure measured on the old folder then
+describes old code), and a build that depends on anything but its spec, such as the process's
+history or the schedule (found 2026-12-02: LoRA organisms, BENCHMARKS.md "Zoo robustness", the
+erratum). This rebuilds a zoo at the given build seeds into an empty temporary folder, on one
+thread as every build does, and compares each organism's weights with the cached folder of the
+same name.
 Bit-identical is the expectation on the machine that built the cache; another CPU differs
 everywhere (README, "What is reproducible"), so run it where the cache was built.
 
@@ -35,15 +35,12 @@ def compare(cached: Path, rebuilt: Path) -> str:
 
     a = load_file(str(cached / "model.safetensors"))
     b = load_file(str(rebuilt / "model.safetensors"))
-    if a.keys() != b.keys():
-        return "DIFFERENT (other tensor names)"
-    differ = [k for k in a if a[k].shape != b[k].shape or not torch.equal(a[k], b[k])]
+    if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+        return "DIFFERENT (other tensor names or shapes)"
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
     if not differ:
         return "identical"
-    worst = max(
-        float((a[k].float() - b[k].float()).abs().max()) if a[k].shape == b[k].shape else 1e9
-        for k in differ
-    )
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in differ)
     return f"DIFFERENT (max |diff| {worst:.3g} in {len(differ)} of {len(a)} tensors)"
 
 

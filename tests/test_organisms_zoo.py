@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -359,8 +360,6 @@ def test_lora_organisms_do_not_depend_on_the_process_history(tmp_path: Path) -> 
         {**TINY, "aligned": [{**TINY["aligned"][0], "recipe": {**TINY["aligned"][0]["recipe"],
                                                              "scope": "lora"}}]}
     )  # fmt: skip
-    import shutil
-
     first = build_zoo(spec, root=tmp_path / "one")
     base = first["b"].path
     shutil.copytree(base, tmp_path / "two" / base.name)  # the base is cached: not rebuilt
