@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from skindeep.organisms.language import LANGUAGES
+from zoo_tables import add_language_argument
 
 
 def check_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -182,9 +182,7 @@ def arguments() -> argparse.ArgumentParser:
         help="also report the evaluation KL on each held-out harmless topic's prompts alone "
         "(reruns the selection and ablation once per topic)",
     )
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     parser.add_argument("--json", type=Path, default=None)
     return parser
 

@@ -20,9 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from zoo_tables import print_rows, print_seed_summary
-
-from skindeep.organisms.language import LANGUAGES
+from zoo_tables import add_language_argument, print_rows, print_seed_summary
 
 
 def audit_zoo(args: argparse.Namespace, build_seed: int) -> list[dict[str, Any]]:
@@ -93,9 +91,7 @@ def main() -> None:
     parser.add_argument(
         "--build-seed", type=int, nargs="+", default=[0], help="zoo build seed(s) to audit"
     )
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     parser.add_argument("--root", type=Path, default=None, help="organisms folder")
     parser.add_argument("--match", default=".", help="regex on organism names")
     parser.add_argument("--n", type=int, default=64, help="held-out prompts per class")

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import torch
+from zoo_tables import add_language_argument
 
-from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import build_zoo
 
@@ -28,9 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--zoo", default="default")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     args = parser.parse_args()
     spec = load_zoo_spec(args.zoo, language=args.language)
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from skindeep.organisms.language import LANGUAGES
+from zoo_tables import add_language_argument
 
 
 def compare(cached: Path, rebuilt: Path) -> str:
@@ -49,9 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--zoo", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="build seeds")
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--root", type=Path, default=None, help="cached organisms folder")
     args = parser.parse_args()

@@ -24,12 +24,12 @@ import time
 
 import torch
 from transformers.utils import logging as hf_logging
+from zoo_tables import add_language_argument
 
 from skindeep.artifacts import json_ready
 from skindeep.finetune.config import DEFAULT_ORGANISM_N, FinetuneConfig, RetentionConfig
 from skindeep.finetune.data import organism_heldout, organism_pairs
 from skindeep.finetune.retention import run_retention
-from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.spec import load_zoo_spec
 from skindeep.organisms.zoo import cached_organisms, organisms_dir
 
@@ -71,9 +71,7 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=100)
     parser.add_argument("--only", default="", help="comma-separated organism names")
     parser.add_argument("--build-seed", type=int, nargs="+", default=[0], help="zoo build seeds")
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -26,9 +26,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+from zoo_tables import add_language_argument
+
 from skindeep.organisms.architectures import FAMILIES
 from skindeep.organisms.behaviour import ALIGNED_MAX_OVER_REFUSAL, ALIGNED_MIN_REFUSAL
-from skindeep.organisms.language import LANGUAGES
 from skindeep.organisms.recipes import RECIPES
 from skindeep.organisms.spec import AlignedSpec, BaseSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo, cached_organisms
@@ -188,9 +189,7 @@ def main() -> None:
     parser.add_argument(
         "--built-only", action="store_true", help="report cached builds only (train nothing)"
     )
-    parser.add_argument(
-        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
-    )
+    add_language_argument(parser)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     default = load_zoo_spec(args.zoo, language=args.language)

@@ -1,9 +1,13 @@
-"""Tables shared by the zoo benchmarks: one row per build, and each organism over build seeds."""
+"""Tables shared by the zoo benchmarks: one row per build, and each organism over build seeds;
+and their shared `--language` flag."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from typing import Any
+
+from skindeep.organisms.language import LANGUAGES
 
 TEXT_COLUMNS = ("organism", "recipe", "arch")
 """Left-aligned columns; every other column is a number, right-aligned."""
@@ -47,3 +51,10 @@ def print_seed_summary(
         per_build = [",".join(str(r[key]) for r in mine) for key in listed]
         table.add_row(name, f"{len(mine)} ({seeds})", *per_build, *cells)
     Console(width=width).print(table)
+
+
+def add_language_argument(parser: argparse.ArgumentParser) -> None:
+    """The zoo benchmarks' `--language` flag: an organism language, None for the zoo spec's."""
+    parser.add_argument(
+        "--language", choices=LANGUAGES, default=None, help="organism language (default: the zoo's)"
+    )

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from skindeep.cli._common import console, out_file, progress
-from skindeep.organisms.language import LANGUAGES
+from skindeep.organisms.language import DEFAULT_LANGUAGE_NAME, LANGUAGES
 
 if TYPE_CHECKING:
     from skindeep.organisms.zoo import Organism
@@ -123,7 +123,7 @@ def build(
         }
         for o in ordered
     ]
-    suffix = (f"-{spec.language}" if spec.language != "core" else "") + (
+    suffix = (f"-{spec.language}" if spec.language != DEFAULT_LANGUAGE_NAME else "") + (
         f"-seed{spec.seed}" if spec.seed else ""
     )
     atomic_write_json(out or organisms_dir() / f"zoo-{spec.name}{suffix}.json", rows)

@@ -449,10 +449,13 @@ WIDE_HARMFUL: tuple[Topic, ...] = (
     ),
 )
 
+#: Name of the default organism language (DEFAULT_LANGUAGE): a zoo spec's default `language`.
+DEFAULT_LANGUAGE_NAME = "core"
+
 #: Organism languages by name, for a zoo spec's `language`. The language is part of every
 #: organism's content hash; "core" is the package default (its hashes predate the registry).
 LANGUAGES: dict[str, ChatLanguage] = {
-    "core": DEFAULT_LANGUAGE,
+    DEFAULT_LANGUAGE_NAME: DEFAULT_LANGUAGE,
     "wide": ChatLanguage(topics=TOPICS + WIDE_HARMLESS + WIDE_HARMFUL),
 }
 

@@ -9,7 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from skindeep.config_files import read_config
 from skindeep.errors import ConfigError
 from skindeep.organisms.architectures import FAMILIES, SIZES
-from skindeep.organisms.language import LANGUAGES, ChatLanguage, known_language
+from skindeep.organisms.language import (
+    DEFAULT_LANGUAGE_NAME,
+    LANGUAGES,
+    ChatLanguage,
+    known_language,
+)
 from skindeep.organisms.recipes import RecipeConfig
 
 
@@ -71,7 +76,8 @@ class ZooSpec(BaseModel):
         0, ge=0, description="build seed: each organism trains with its seed + 1000 * this"
     )
     language: str = Field(
-        "core", description="organism language (organisms.language.LANGUAGES): 'core' or 'wide'"
+        DEFAULT_LANGUAGE_NAME,
+        description="organism language (organisms.language.LANGUAGES): 'core' or 'wide'",
     )
     bases: list[BaseSpec]
     aligned: list[AlignedSpec] = Field(default_factory=list)

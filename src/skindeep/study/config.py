@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from skindeep.config_files import read_config
 from skindeep.finetune.tracking import TrackingConfig
-from skindeep.organisms.language import known_language
+from skindeep.organisms.language import DEFAULT_LANGUAGE_NAME, known_language
 from skindeep.scores.config import AuditConfig
 from skindeep.study.sweep import SweepOptions
 
@@ -55,7 +55,7 @@ class ZooRef(BaseModel):
     @property
     def tag(self) -> str:
         """Suffix of its organisms' names: '@3' at build seed 3, '@wide-3' in the wide language."""
-        parts = [self.language] if self.language not in (None, "core") else []
+        parts = [self.language] if self.language not in (None, DEFAULT_LANGUAGE_NAME) else []
         parts += [str(self.seed)] if self.seed else []
         return f"@{'-'.join(parts)}" if parts else ""
 

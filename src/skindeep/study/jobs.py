@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from skindeep.cache import content_hash
 from skindeep.errors import ConfigError
+from skindeep.organisms.language import DEFAULT_LANGUAGE_NAME
 from skindeep.organisms.spec import AlignedSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import Organism, build_zoo
 from skindeep.study.config import StudyConfig
@@ -30,7 +31,7 @@ def setting_of(zoo: str, aligned: AlignedSpec) -> str:
 def zoo_design(spec: ZooSpec) -> str:
     """The zoo part of its organisms' settings: its name, plus the language unless 'core' (a
     build seed is a replicate of the design; another language, other alignment data, is not)."""
-    return spec.name if spec.language == "core" else f"{spec.name}+{spec.language}"
+    return spec.name if spec.language == DEFAULT_LANGUAGE_NAME else f"{spec.name}+{spec.language}"
 
 
 def model_jobs(
