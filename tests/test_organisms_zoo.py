@@ -292,6 +292,21 @@ def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
             assert aligned_key(org, "d7a7bbd2eed3be6c") == "4f369c9503914388"
 
 
+@pytest.mark.parametrize("scope", ["full", "last:1", "lora"])
+def test_only_lora_organisms_change_their_hash_with_the_scope_version(scope: str) -> None:
+    """SCOPE_VERSIONS re-keys LoRA organisms (their adapter init is now seeded); full and last:N
+    scopes keep every earlier hash."""
+    spec = AlignedSpec(name="a", base="b", recipe={"kind": "sft", "scope": scope}, seed=3)
+    old = {k: v for k, v in spec.recipe.model_dump().items() if k not in SELECT_FIELDS}
+    from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
+
+    old = {k: v for k, v in old.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
+    payload = {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": old, "seed": 3}
+    assert zoo_module.SCOPE_VERSIONS == {"lora": 2}
+    expected = {**payload, "scope_version": 2} if scope == "lora" else payload
+    assert aligned_key(spec, "deadbeef") == content_hash(expected)
+
+
 def test_checkpoint_selection_is_hashed_only_when_on() -> None:
     """select_every = 0 keeps every earlier hash; turning it on (or changing the validation
     size while on) gives a new one."""
@@ -347,13 +362,6 @@ def test_language_is_a_zoo_choice_that_rebuilds_every_organism(tmp_path: Path) -
     assert set(built["a"].behaviour.by_topic) == set(DEFAULT_LANGUAGE.heldout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (BENCHMARKS.md erratum, 2026-12-02): a LoRA organism's adapter is "
-    "initialised from torch's global generator before training seeds it, so its weights depend "
-    "on what the process ran before; the fix changes every LoRA organism's weights and needs a "
-    "version bump and re-measured figures",
-)
 def test_lora_organisms_do_not_depend_on_the_process_history(tmp_path: Path) -> None:
     """Two builds of one LoRA organism spec in one process, after different work, must agree."""
     spec = ZooSpec.model_validate(

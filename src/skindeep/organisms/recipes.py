@@ -241,6 +241,7 @@ def align(
     and so left frozen.
     """
     model = copy.deepcopy(base)
+    torch.manual_seed(seed)  # a LoRA scope draws its A matrices from torch's global generator
     rng = random.Random(seed)
     pad = tokenizer.pad_token_id
     tc = TrainConfig(steps=config.steps, lr=config.lr, batch_size=config.batch_size, seed=seed)

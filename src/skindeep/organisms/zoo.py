@@ -44,6 +44,9 @@ BUILD_VERSION = "2"
 #: hashes as before). rl_ai_judge 2: the judge scores with position ids that skip left padding.
 #: RL 3: guards against reward hacking (hard-negative reward, checkpoint selection, rl.py).
 RECIPE_VERSIONS: dict[str, int] = {"rl_ai_judge": 3, "rl_reward_model": 3}
+#: Per-scope versions, the same idiom for training scopes. lora 2: the adapter is initialised
+#: from the build seed, not from whatever the process's global generator held (2026-12-02).
+SCOPE_VERSIONS: dict[str, int] = {"lora": 2}
 METADATA = "organism.json"
 
 
@@ -117,10 +120,11 @@ def base_key(spec: BaseSpec, language: ChatLanguage) -> str:
 def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     """Content hash of an aligned organism: its base's hash, recipe, seed and recipe version.
 
-    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS; the
-    checkpoint-selection fields only when selection is on. Fields only
-    the RL recipes read are hashed for RL kinds only, at their pre-version-3 defaults for others
-    (they never change those weights), so the hashes of all other recipes stay what they were.
+    The recipe version enters the payload only for kinds listed in RECIPE_VERSIONS, the scope
+    version only for scopes in SCOPE_VERSIONS; the checkpoint-selection fields only when
+    selection is on. Fields only the RL recipes read are hashed for RL kinds only, at their
+    pre-version-3 defaults for others (they never change those weights), so the hashes of all
+    other recipes stay what they were.
     """
     recipe = spec.recipe.model_dump()
     if not spec.recipe.selects_on_topics:
@@ -131,6 +135,8 @@ def aligned_key(spec: AlignedSpec, base_hash: str) -> str:
     payload: dict = {"v": BUILD_VERSION, "base": base_hash, "recipe": recipe, "seed": spec.seed}
     if (version := RECIPE_VERSIONS.get(spec.recipe.kind)) is not None:
         payload["recipe_version"] = version
+    if (version := SCOPE_VERSIONS.get(spec.recipe.scope)) is not None:
+        payload["scope_version"] = version
     return content_hash(payload)
 
 
