@@ -16,6 +16,7 @@ from skindeep.models import load_model
 from skindeep.organisms import zoo as zoo_module
 from skindeep.organisms.behaviour import Behaviour
 from skindeep.organisms.recipes import RECIPES, SELECT_FIELDS
+from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
 from skindeep.organisms.spec import AlignedSpec, ZooSpec, load_zoo_spec
 from skindeep.organisms.zoo import aligned_key, build_zoo, list_organisms
 
@@ -267,24 +268,31 @@ def test_organism_tokenizer_survives_the_loader(
     assert loaded.tokenizer.decode(organism_tokenizer(text)["input_ids"]) == text
 
 
+def _payload(spec: AlignedSpec, legacy_rl: bool) -> dict:
+    """aligned_key's payload without any version field, selection off (its fields left out);
+    with `legacy_rl`, the RL-only fields out and the RL fields at their pre-version-3 defaults."""
+    dump = spec.recipe.model_dump(exclude=set(SELECT_FIELDS))
+    if legacy_rl:
+        dump = {k: v for k, v in dump.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
+    return {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": dump, "seed": spec.seed}
+
+
 @pytest.mark.parametrize("kind", RECIPES)
 def test_only_versioned_recipes_change_their_hash(kind: str) -> None:
     """RECIPE_VERSIONS re-keys RL organisms; every other recipe hashes as before version 3: the
     RL-only fields stay out and the RL fields keep their old defaults in its payload."""
-    from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
-
     spec = AlignedSpec(name="a", base="b", recipe={"kind": kind, "scope": "last:1"}, seed=3)
-    dump = spec.recipe.model_dump(exclude=set(SELECT_FIELDS))  # hashed only when selecting
-    payload = {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": dump, "seed": 3}
+    payload = _payload(spec, legacy_rl=False)
+    dump = payload["recipe"]
     key = aligned_key(spec, "deadbeef")
     assert zoo_module.RECIPE_VERSIONS == {"rl_ai_judge": 3, "rl_reward_model": 3}
     if kind.startswith("rl_"):
         assert key != content_hash(payload)
         assert key == content_hash({**payload, "recipe_version": 3})
     else:
-        old = {k: v for k, v in dump.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
-        assert old["kl_coef"] == 0.1 and dump["kl_coef"] != 0.1
-        assert key == content_hash({**payload, "recipe": old})
+        old = _payload(spec, legacy_rl=True)
+        assert old["recipe"]["kl_coef"] == 0.1 and dump["kl_coef"] != 0.1
+        assert key == content_hash(old)
         # a micro-zoo folder name built before version 3 (tests/conftest.py builds it)
         if kind == "sft":
             micro = load_zoo_spec("micro")
@@ -297,11 +305,7 @@ def test_only_lora_organisms_change_their_hash_with_the_scope_version(scope: str
     """SCOPE_VERSIONS re-keys LoRA organisms (their adapter init is now seeded); full and last:N
     scopes keep every earlier hash."""
     spec = AlignedSpec(name="a", base="b", recipe={"kind": "sft", "scope": scope}, seed=3)
-    old = {k: v for k, v in spec.recipe.model_dump().items() if k not in SELECT_FIELDS}
-    from skindeep.organisms.rl import LEGACY_RL_DEFAULTS, RL_ONLY_FIELDS
-
-    old = {k: v for k, v in old.items() if k not in RL_ONLY_FIELDS} | LEGACY_RL_DEFAULTS
-    payload = {"v": zoo_module.BUILD_VERSION, "base": "deadbeef", "recipe": old, "seed": 3}
+    payload = _payload(spec, legacy_rl=True)
     assert zoo_module.SCOPE_VERSIONS == {"lora": 2}
     expected = {**payload, "scope_version": 2} if scope == "lora" else payload
     assert aligned_key(spec, "deadbeef") == content_hash(expected)
